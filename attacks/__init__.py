@@ -1,0 +1,14 @@
+"""Attacks on anomaly scores: one file per attack, each registered with ``@register_attack``."""
+
+import importlib
+import pkgutil
+
+from attacks.base import ATTACKS, Attack, AttackConfig, create_attack, list_attacks, register_attack
+
+_SUPPORT_MODULES = {"base", "common"}
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SUPPORT_MODULES and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["ATTACKS", "Attack", "AttackConfig", "create_attack", "list_attacks", "register_attack"]

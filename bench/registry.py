@@ -1,0 +1,69 @@
+"""Name -> factory registries with ``all`` / comma-list / glob expansion (in the spirit of timm's registry)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from bench.errors import UsageError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named collection of factories (classes or functions) of one kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._descriptions: dict[str, str] = {}
+
+    def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name``; the description defaults to its docstring's first line."""
+
+        def decorator(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            doc = description or (obj.__doc__ or "").strip().splitlines()[0:1]
+            self._descriptions[name] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """The factory registered as ``name``; an unknown name raises UsageError listing the valid choices."""
+        if name not in self._entries:
+            raise UsageError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+    def describe(self) -> dict[str, str]:
+        """Name -> one-line description."""
+        return {name: self._descriptions[name] for name in self.names()}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def expand(self, spec: str | list[str]) -> list[str]:
+        """Expand ``"all"``, comma lists and globs (``"cobra*"``) into registered names, keeping order, no repeats."""
+        parts = spec if isinstance(spec, list) else [p.strip() for p in spec.split(",")]
+        out: list[str] = []
+        for part in filter(None, parts):
+            if part == "all":
+                matches = self.names()
+            elif any(ch in part for ch in "*?["):
+                matches = fnmatch.filter(self.names(), part)
+                if not matches:
+                    raise UsageError(f"no {self.kind} matches {part!r}; choose from: {', '.join(self.names())}")
+            else:
+                self.get(part)
+                matches = [part]
+            out.extend(m for m in matches if m not in out)
+        if not out:
+            raise UsageError(f"no {self.kind} given; choose from: {', '.join(self.names())}")
+        return out

@@ -1,0 +1,146 @@
+"""The detector contract: fit on normal images, score any image (higher = more anomalous), differentiably."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bench.config import load_preset
+from bench.errors import UsageError
+from bench.progress import NULL_PROGRESS, Progress
+from bench.registry import Registry
+
+DETECTORS: Registry[type[Detector]] = Registry("detector")
+
+
+def register_detector(name: str, description: str | None = None):
+    """Class decorator: register a Detector subclass under ``name`` and set its ``name`` attribute."""
+
+    def decorator(cls: type[Detector]) -> type[Detector]:
+        cls.name = name
+        return DETECTORS.register(name, description)(cls)
+
+    return decorator
+
+
+@dataclass
+class DetectorConfig:
+    """Fields every detector understands; subclasses add their own."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    score_batch_size: int = 256
+
+
+class Detector(nn.Module, ABC):
+    """Base class of every detector.
+
+    Subclasses set ``Config`` (a dataclass), implement ``build`` (create the networks for an input shape),
+    ``fit`` and ``score``. Feature banks and other fitted tensors are registered as buffers, so
+    ``state_dict`` holds everything needed to score again without refitting.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = DetectorConfig
+    stochastic: ClassVar[bool] = False
+    #: Backbone image passes per scored image (an ensemble score over T augmentations x K shifts uses T*K).
+    passes_per_score: int = 1
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else self.Config()
+        self.input_shape: tuple[int, int, int] | None = None
+
+    @abstractmethod
+    def build(self, input_shape: tuple[int, int, int]) -> None:
+        """Create the networks for images of shape (C, H, W)."""
+
+    def setup(self, input_shape: tuple[int, int, int]) -> None:
+        """Record the input shape and build; called by ``fit`` and before loading a checkpoint."""
+        self.input_shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
+        self.build(self.input_shape)
+
+    @abstractmethod
+    def fit(
+        self,
+        train: Tensor,
+        *,
+        device: str | torch.device = "cpu",
+        generator: torch.Generator | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> Detector:
+        """Fit on normal images ``train`` [N, C, H, W] in [0, 1]; returns self (in eval mode, on ``device``)."""
+
+    @abstractmethod
+    def score(self, x: Tensor) -> Tensor:
+        """Anomaly scores [N], higher = more anomalous; differentiable w.r.t. ``x``; no ``no_grad`` inside."""
+
+    def features(self, x: Tensor) -> Tensor | None:
+        """Feature vectors [N, D] the score is computed from, for feature-space attacks; None if not exposed."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        """The device the detector's tensors live on."""
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    @torch.no_grad()
+    def score_batched(self, x: Tensor) -> Tensor:
+        """Scores of many images without gradients, in batches of ``config.score_batch_size``; on the CPU."""
+        out = [self.score(chunk.to(self.device)).detach().cpu() for chunk in x.split(self.config.score_batch_size)]
+        return torch.cat(out) if out else torch.empty(0)
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False):
+        """Load a checkpoint, resizing buffers whose size is only known after fitting (feature banks)."""
+        buffers = dict(self.named_buffers())
+        for key, value in state_dict.items():
+            if key in buffers and buffers[key].shape != value.shape:
+                module_name, _, attr = key.rpartition(".")
+                module = self.get_submodule(module_name) if module_name else self
+                module._buffers[attr] = torch.empty_like(value, device=buffers[key].device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @classmethod
+    def code_version(cls) -> str:
+        """Hash of the source that defines this detector (its module, the base contract and shared nets)."""
+        digest = hashlib.sha256()
+        here = Path(__file__).parent
+        for path in sorted({Path(inspect.getfile(cls)), here / "base.py", here / "nets.py", here / "common.py"}):
+            if path.is_file():
+                digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+
+def config_from(cls: type[Detector], preset: str | None, overrides: dict[str, Any]) -> Any:
+    """Build ``cls.Config`` from the preset's ``[detectors.<name>]`` section and explicit overrides."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        values.update(load_preset(preset).get("detectors", {}).get(cls.name, {}))
+    values.update(overrides)
+    known = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"{cls.name} has no option {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+    return cls.Config(**values)
+
+
+def create_detector(name: str, preset: str | None = "quick", **overrides: Any) -> Detector:
+    """Instantiate a registered detector with the preset's hyperparameters plus ``overrides``."""
+    cls = DETECTORS.get(name)
+    return cls(config_from(cls, preset, overrides))
+
+
+def list_detectors() -> dict[str, str]:
+    """Registered detector names with one-line descriptions."""
+    return DETECTORS.describe()
