@@ -170,8 +170,9 @@ def config_from(cls: type[Attack], preset: str | None, overrides: dict[str, Any]
     return cls.Config(**values)
 
 
-def create_attack(name: str, eps: float | None = None, norm: str | None = None, preset: str | None = None,
-                  **overrides: Any) -> Attack:
+def create_attack(
+    name: str, eps: float | None = None, norm: str | None = None, preset: str | None = None, **overrides: Any
+) -> Attack:
     """Instantiate a registered attack with its budget, e.g. ``create_attack("apgd", eps=4/255, steps=100)``."""
     cls = ATTACKS.get(name)
     return cls(config_from(cls, preset, {"eps": eps, "norm": norm, **overrides}))

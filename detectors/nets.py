@@ -28,14 +28,23 @@ class ConvEncoder(nn.Module):
         bias: use bias terms (DeepSVDD sets False to avoid the trivial constant solution).
     """
 
-    def __init__(self, in_channels: int, image_size: int, rep_dim: int = 32, widths: tuple[int, ...] = (16, 32),
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        rep_dim: int = 32,
+        widths: tuple[int, ...] = (16, 32),
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Normalize()]
         channels, size = in_channels, image_size
         for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=bias),
-                       nn.BatchNorm2d(width, eps=1e-4, affine=bias), nn.LeakyReLU(0.1)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=bias),
+                nn.BatchNorm2d(width, eps=1e-4, affine=bias),
+                nn.LeakyReLU(0.1),
+            ]
             if size >= 4:
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
@@ -51,8 +60,14 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Mirror of ConvEncoder: linear map back to the encoder's feature map, then upsampling conv blocks."""
 
-    def __init__(self, encoder: ConvEncoder, out_channels: int, image_size: int, widths: tuple[int, ...] = (16, 32),
-                 rep_dim: int = 32) -> None:
+    def __init__(
+        self,
+        encoder: ConvEncoder,
+        out_channels: int,
+        image_size: int,
+        widths: tuple[int, ...] = (16, 32),
+        rep_dim: int = 32,
+    ) -> None:
         super().__init__()
         self.in_shape = encoder.out_shape
         c, s, _ = self.in_shape
@@ -60,8 +75,12 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         channels = c
         for width in reversed(widths):
-            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(channels, width, 3, padding=1),
-                       nn.BatchNorm2d(width, eps=1e-4), nn.LeakyReLU(0.1)]
+            layers += [
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(channels, width, 3, padding=1),
+                nn.BatchNorm2d(width, eps=1e-4),
+                nn.LeakyReLU(0.1),
+            ]
             channels = width
         layers += [nn.Conv2d(channels, out_channels, 3, padding=1)]
         self.body = nn.Sequential(*layers)
@@ -103,14 +122,23 @@ class ResNet18(nn.Module):
         blocks: blocks per stage ((2, 2, 2, 2) is ResNet-18; (1, 1, 1, 1) a lighter CPU variant).
     """
 
-    def __init__(self, in_channels: int = 3, stem: str = "cifar", width: int = 64,
-                 blocks: tuple[int, int, int, int] = (2, 2, 2, 2)) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        stem: str = "cifar",
+        width: int = 64,
+        blocks: tuple[int, int, int, int] = (2, 2, 2, 2),
+    ) -> None:
         super().__init__()
         if stem == "cifar":
             stem_layers = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         elif stem == "imagenet":
-            stem_layers = [nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                           nn.MaxPool2d(3, 2, 1)]
+            stem_layers = [
+                nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2, 1),
+            ]
         else:
             raise ValueError(f"unknown ResNet stem {stem!r}; choose from: cifar, imagenet")
         self.stem = nn.Sequential(Normalize(), *stem_layers)
@@ -118,8 +146,9 @@ class ResNet18(nn.Module):
         for i, n in enumerate(blocks):
             stride = 1 if i == 0 else 2
             out = width * 2**i
-            stages.append(nn.Sequential(*[BasicBlock(planes if j == 0 else out, out, stride if j == 0 else 1)
-                                          for j in range(n)]))
+            stages.append(
+                nn.Sequential(*[BasicBlock(planes if j == 0 else out, out, stride if j == 0 else 1) for j in range(n)])
+            )
             planes = out
         self.stages = nn.Sequential(*stages)
         self.out_dim = planes

@@ -96,7 +96,7 @@ def stratified_subsample(labels: Tensor, limit: int | None, seed: int) -> Tensor
 
 def resize(images: Tensor, size: int | None) -> Tensor:
     """Bilinear resize to ``size`` x ``size`` (antialiased when shrinking); unchanged when size is None."""
-    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+    if size is None or (images.shape[-1] == size and images.shape[-2] == size):
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
