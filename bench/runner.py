@@ -1,0 +1,174 @@
+"""Runs one fit group: fit the detector (or load it from the cache), then each of its attack cells.
+
+Every finished cell is appended to the store at once, so an interrupted run loses nothing finished. A failure
+(an exception, NaN/inf scores, out of memory) becomes a ``status: failed`` record carrying the error text, and
+the group goes on with its next cell.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.cache import CheckpointCache, fit_key
+from bench.data import load_split
+from bench.grid import EvalJob, FitGroup
+from bench.hashing import stable_hash
+from bench.metrics import auroc
+from bench.progress import NULL_PROGRESS, Progress
+from bench.store import RunStore
+
+N_EXAMPLES = 4  # clean/adversarial example images kept per group (normal and anomalous) for the plots
+
+
+def generator_for(*parts: Any) -> torch.Generator:
+    """A CPU generator seeded from a stable hash of ``parts`` (independent of execution order)."""
+    return torch.Generator().manual_seed(int(stable_hash(list(parts), 15), 16))
+
+
+@dataclass
+class GroupResult:
+    """What a fit group produced: its records and how many cells were skipped as already finished."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+    fitted: bool = False
+
+
+def check_scores(scores: torch.Tensor, what: str) -> np.ndarray:
+    """Scores as float64 numpy, raising on NaN/inf."""
+    array = scores.detach().cpu().double().numpy()
+    if not np.isfinite(array).all():
+        raise FloatingPointError(f"{what} scores contain NaN or inf ({int((~np.isfinite(array)).sum())} samples)")
+    return array
+
+
+def base_record(group: FitGroup, job: EvalJob, key: str, split_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Fields of a record known before the cell runs."""
+    fit = group.fit
+    return {
+        "dataset": fit.dataset, "normal_class": fit.normal_class,
+        "class_name": (split_meta or {}).get("class_name", str(fit.normal_class)),
+        "detector": fit.detector, "seed": fit.seed, "attack": job.attack, "norm": job.norm, "eps": job.eps,
+        "key": key, "preset": fit.preset, "flags": [], "status": "ok", "error": None,
+    }  # fmt: skip
+
+
+def failed_record(record: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """Mark ``record`` failed with a one-line error and the traceback's last frame."""
+    frame = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
+    return {
+        **record,
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}{where}",
+        "clean_auroc": None,
+        "robust_auroc": None,
+    }
+
+
+def run_group(
+    group: FitGroup,
+    store: RunStore,
+    *,
+    device: str = "cpu",
+    cache: CheckpointCache | None = None,
+    finished: set[str] | None = None,
+    force: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    part: str | None = None,
+) -> GroupResult:
+    """Fit (or load) the group's detector and run its unfinished eval cells, appending each record."""
+    cache = cache or CheckpointCache()
+    finished = set() if force else (finished if finished is not None else store.finished_keys())
+    fit_spec = group.fit.spec
+    keyed = [(job, job.key(fit_spec)) for job in group.evals]
+    todo = [(job, key) for job, key in keyed if key not in finished]
+    result = GroupResult(skipped=len(keyed) - len(todo))
+    if not todo:
+        return result
+    try:
+        split, detector, fit_seconds, result.fitted, fkey = prepare_detector(group, device, cache, force, progress)
+        clean = check_scores(detector.score_batched(split.test), "clean")
+        clean_auroc = auroc(clean, split.test_is_anomaly.numpy())
+    except Exception as error:
+        for job, key in todo:
+            record = failed_record(base_record(group, job, key, None), error)
+            store.append_record(record, part)
+            result.records.append(record)
+        return result
+    for job, key in todo:
+        record = base_record(group, job, key, split.meta)
+        record.update(
+            fit_key=fkey,
+            fit_seconds=fit_seconds,
+            clean_auroc=clean_auroc,
+            n_normal=int((~split.test_is_anomaly).sum()),
+            n_anomaly=int(split.test_is_anomaly.sum()),
+        )
+        try:
+            record.update(run_cell(job, key, detector, split, clean, store, progress))
+        except Exception as error:
+            record = failed_record(record, error)
+        store.append_record(record, part)
+        result.records.append(record)
+    return result
+
+
+def prepare_detector(group: FitGroup, device: str, cache: CheckpointCache, force: bool, progress: Progress):
+    """Load the split, then fit the detector or restore it from the checkpoint cache."""
+    fit = group.fit
+    split = load_split(fit.dataset, fit.normal_class, fit.data_root, fit.seed, **fit.data_kwargs)
+    detector = fit.build_detector()
+    key = fit_key(detector, split, fit.seed)
+    if key in cache and not force:
+        return split, detector, cache.load(key, detector, device), False, key
+    generator = generator_for("fit", fit.seed, detector.config.train_seed)
+    start = time.perf_counter()
+    detector.fit(split.train, device=device, generator=generator, progress=progress)
+    fit_seconds = time.perf_counter() - start
+    detector.eval()
+    cache.save(key, detector, fit_seconds)
+    return split, detector, fit_seconds, True, key
+
+
+def run_cell(
+    job: EvalJob, key: str, detector: Any, split: Any, clean: np.ndarray, store: RunStore, progress: Progress
+) -> dict[str, Any]:
+    """Attack the test set, score it once, save per-sample scores; returns the record's measured fields."""
+    attack = job.build_attack()
+    is_anomaly = split.test_is_anomaly
+    start = time.perf_counter()
+    x_adv = attack.perturb(detector, split.test, is_anomaly, generator=generator_for("attack", key))
+    attack_seconds = time.perf_counter() - start
+    adv = check_scores(detector.score_batched(x_adv), "adversarial")
+    examples = example_indices(is_anomaly)
+    store.save_scores(
+        key,
+        clean=clean,
+        adv=adv,
+        is_anomaly=is_anomaly.numpy(),
+        examples_clean=split.test[examples].half().numpy(),
+        examples_adv=x_adv[examples].half().numpy(),
+    )
+    passes = getattr(detector, "passes_per_score", 1)
+    return {
+        "robust_auroc": auroc(adv, is_anomaly.numpy()),
+        "attack_seconds": attack_seconds,
+        "score_forwards": attack.passes.forward,
+        "score_backwards": attack.passes.backward,
+        "backbone_passes": (attack.passes.forward + attack.passes.backward) * passes,
+        "flags": [],
+    }
+
+
+def example_indices(is_anomaly: torch.Tensor) -> torch.Tensor:
+    """The first few normal and anomalous test indices."""
+    normal = torch.nonzero(~is_anomaly).flatten()[:N_EXAMPLES]
+    anomalous = torch.nonzero(is_anomaly).flatten()[:N_EXAMPLES]
+    return torch.cat([normal, anomalous])

@@ -1,0 +1,161 @@
+"""One benchmark run from a RunConfig: preflight, grid, manifest, execution, summary and leaderboards."""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig
+from bench.data import load_split
+from bench.executors import create_executor
+from bench.grid import FitGroup, build_grid
+from bench.progress import Progress
+from bench.runner import GroupResult
+from bench.store import RunStore
+
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "scikit-learn",
+    "scikit-image",
+    "robust-ad-bench",
+    "submitit",
+    "torchattacks",
+    "pyautoattack",
+)
+
+
+def git_state() -> dict[str, Any]:
+    """Commit sha and whether the work tree has uncommitted changes (None outside a git checkout)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_names(devices: list[str] | None) -> list[str]:
+    """Human-readable names of the devices the run may use."""
+    import torch
+
+    names = [f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}: {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+    return names
+
+
+def build_manifest(cfg: RunConfig, argv: list[str], groups: list[FitGroup]) -> dict[str, Any]:
+    from bench.cli import grid_hash
+
+    return {
+        "run_key": grid_hash(cfg),
+        "preset": cfg.preset,
+        "command": " ".join(["python", "run_bench.py", *argv]),
+        "config": cfg.to_dict(),
+        **git_state(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "host": platform.node(),
+        "user": getpass.getuser(),
+        "devices": device_names(cfg.devices),
+        "seeds": cfg.seeds,
+        "n_fit_jobs": len(groups),
+        "n_cells": sum(len(g.evals) for g in groups),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def preflight(cfg: RunConfig, groups: list[FitGroup]) -> None:
+    """Load one split per dataset so missing data fails at once with a clear message (exit 2)."""
+    seen = set()
+    for group in groups:
+        fit = group.fit
+        if fit.dataset not in seen:
+            seen.add(fit.dataset)
+            load_split(fit.dataset, fit.normal_class, fit.data_root, fit.seed, **fit.data_kwargs)
+
+
+def summarise(results: list[GroupResult], seconds: float) -> str:
+    records = [r for result in results for r in result.records]
+    failed = sum(r["status"] == "failed" for r in records)
+    skipped = sum(result.skipped for result in results)
+    fitted = sum(result.fitted for result in results)
+    loaded = sum(bool(result.records) and not result.fitted for result in results)
+    line = (
+        f"{len(records)} cells computed, {skipped} already finished (skipped); {fitted} detectors trained, "
+        f"{loaded} loaded from the checkpoint cache; {failed} failed; {seconds:.1f}s"
+    )
+    if not records:
+        line = f"nothing to do: all {skipped} cells already finished (use --force to recompute); {seconds:.1f}s"
+    return line
+
+
+def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
+    """Run the grid described by ``cfg``; exit code 1 if any cell failed."""
+    start = time.perf_counter()
+    groups = build_grid(cfg)
+    preflight(cfg, groups)
+    store = RunStore(cfg.out)
+    manifest = build_manifest(cfg, argv, groups)
+    store.write_manifest({**store.read_manifest(), **manifest})
+    progress = Progress(enabled=None if not cfg.quiet else False)
+    executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
+    with progress.session():
+        results = executor.run(groups, store, force=cfg.force, progress=progress)
+    seconds = time.perf_counter() - start
+    store.write_manifest(
+        {
+            **store.read_manifest(),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+        }
+    )
+    keys = {job.key() for group in groups for job in group.evals}
+    records = [r for r in store.records() if r["key"] in keys]
+    print(summarise(results, seconds), file=sys.stderr)
+    write_outputs(store, records, cfg.quiet)
+    failed = [r for r in records if r["status"] == "failed"]
+    for record in failed:
+        print(
+            f"failed: {record['dataset']}/{record['class_name']} {record['detector']} {record['attack']} "
+            f"eps={record['eps']:.4g}: {record['error']}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def write_outputs(store: RunStore, records: list[dict[str, Any]], quiet: bool) -> None:
+    """Leaderboard files and plots in the run folder; the table on the console."""
+    from bench.report import console_table, write_reports
+
+    paths = write_reports(store.root, records)
+    if not quiet:
+        from rich.console import Console
+
+        Console().print(console_table(records))
+    print(f"results: {store.root} ({', '.join(p.name for p in paths if p.parent == store.root)})", file=sys.stderr)
