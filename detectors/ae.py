@@ -1,0 +1,88 @@
+"""Convolutional autoencoder: anomaly score = mean squared reconstruction error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bench.progress import NULL_PROGRESS, Progress
+from detectors.base import Detector, DetectorConfig, register_detector
+from detectors.common import fit_minibatches, resolve_generator, seeded_init
+from detectors.nets import ConvDecoder, ConvEncoder
+
+
+@dataclass
+class AEConfig(DetectorConfig):
+    """Autoencoder options: bottleneck size and conv widths."""
+
+    rep_dim: int = 32
+    widths: tuple[int, ...] = (16, 32)
+    weight_decay: float = 1e-6
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(self.widths)
+
+
+class ConvAutoencoderMixin:
+    """Encoder/decoder construction and reconstruction error shared by autoencoder detectors."""
+
+    config: AEConfig
+
+    def build_autoencoder(self, input_shape: tuple[int, int, int]) -> None:
+        """Create ``self.encoder`` and ``self.decoder`` for images of shape (C, H, W)."""
+        channels, size, _ = input_shape
+        cfg = self.config
+        self.encoder = ConvEncoder(channels, size, rep_dim=cfg.rep_dim, widths=cfg.widths)
+        self.decoder = ConvDecoder(self.encoder, channels, size, widths=cfg.widths, rep_dim=cfg.rep_dim)
+
+    @staticmethod
+    def reconstruction_error(x: Tensor, recon: Tensor) -> Tensor:
+        """Per-image mean squared error [N]."""
+        return (recon - x).pow(2).flatten(1).mean(1)
+
+
+@register_detector("ae")
+class Autoencoder(ConvAutoencoderMixin, Detector):
+    """Convolutional autoencoder (e.g. Ruff et al. 2018's baseline): score = mean squared reconstruction error."""
+
+    Config = AEConfig
+
+    def build(self, input_shape: tuple[int, int, int]) -> None:
+        self.build_autoencoder(input_shape)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Decoder(encoder(x)), in [0, 1]."""
+        return self.decoder(self.encoder(x))
+
+    def score(self, x: Tensor) -> Tensor:
+        return self.reconstruction_error(x, self.reconstruct(x))
+
+    def fit(
+        self,
+        train: Tensor,
+        *,
+        device: str | torch.device = "cpu",
+        generator: torch.Generator | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> Autoencoder:
+        generator = resolve_generator(generator)
+        with seeded_init(generator):
+            self.setup(tuple(train.shape[1:]))
+        self.to(device).train()
+        fit_minibatches(
+            lambda batch: self.score(batch).mean(),
+            self.parameters(),
+            train,
+            config=self.config,
+            device=device,
+            generator=generator,
+            progress=progress,
+            description=f"fit {self.name}",
+            weight_decay=self.config.weight_decay,
+        )
+        return self.eval()

@@ -1,0 +1,92 @@
+"""DeepSVDD: one-class hypersphere around the centre of a bias-free convolutional encoder's features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bench.progress import NULL_PROGRESS, Progress
+from detectors.base import Detector, DetectorConfig, register_detector
+from detectors.common import embed, fit_minibatches, resolve_generator, seeded_init
+from detectors.nets import ConvEncoder
+
+
+@dataclass
+class DeepSVDDConfig(DetectorConfig):
+    """DeepSVDD options (Ruff et al. 2018 use rep_dim 32, Adam, weight decay 1e-6)."""
+
+    rep_dim: int = 32
+    widths: tuple[int, ...] = (16, 32)
+    weight_decay: float = 1e-6
+    #: Centre coordinates closer to 0 than this are moved to +-center_eps (avoids trivially matched zero units).
+    center_eps: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(self.widths)
+
+
+def fix_near_zero(center: Tensor, eps: float) -> Tensor:
+    """Move coordinates with |c_i| < eps to +-eps (sign kept; 0 goes to +eps), as in Ruff et al.'s code."""
+    small = center.abs() < eps
+    return torch.where(small & (center < 0), -eps, torch.where(small, eps, center))
+
+
+@register_detector("deepsvdd")
+class DeepSVDD(Detector):
+    """DeepSVDD (Ruff et al., ICML 2018): squared distance of bias-free encoder features to a fixed centre.
+
+    One-class objective: minimise the mean ||phi(x) - c||^2 over normal images, with c the mean of the
+    initial network's features (near-zero coordinates moved to +-eps) and no bias terms anywhere in phi (a
+    bias would let phi collapse to the constant c). Score = ||phi(x) - c||^2. The optional autoencoder
+    pretraining of the paper is not used.
+    """
+
+    Config = DeepSVDDConfig
+
+    def build(self, input_shape: tuple[int, int, int]) -> None:
+        channels, size, _ = input_shape
+        cfg = self.config
+        self.encoder = ConvEncoder(channels, size, rep_dim=cfg.rep_dim, widths=cfg.widths, bias=False)
+        self.register_buffer("center", torch.zeros(cfg.rep_dim))
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def score(self, x: Tensor) -> Tensor:
+        return (self.features(x) - self.center).pow(2).sum(1)
+
+    @torch.no_grad()
+    def init_center(self, train: Tensor, device: str | torch.device) -> None:
+        """c = mean initial feature of the training images (batch statistics, as during training)."""
+        self.encoder.train()
+        center = embed(self.encoder, train, self.config.batch_size, device).mean(0)
+        self.center.copy_(fix_near_zero(center, self.config.center_eps))
+
+    def fit(
+        self,
+        train: Tensor,
+        *,
+        device: str | torch.device = "cpu",
+        generator: torch.Generator | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> DeepSVDD:
+        generator = resolve_generator(generator)
+        with seeded_init(generator):
+            self.setup(tuple(train.shape[1:]))
+        self.to(device)
+        self.init_center(train, device)
+        self.train()
+        fit_minibatches(
+            lambda batch: self.score(batch).mean(),
+            self.encoder.parameters(),
+            train,
+            config=self.config,
+            device=device,
+            generator=generator,
+            progress=progress,
+            description=f"fit {self.name}",
+            weight_decay=self.config.weight_decay,
+        )
+        return self.eval()
