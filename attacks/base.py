@@ -9,7 +9,9 @@ best-objective iterate.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,8 +22,65 @@ from bench.config import load_preset, parse_norm
 from bench.errors import UsageError
 from bench.registry import Registry
 
-ATTACKS: Registry[type[Attack]] = Registry("attack")
 SIDES = ("both", "in", "out")
+#: Name suffixes selecting a one-sided variant of any attack: ``pgd-in`` attacks normals only, ``pgd-out`` anomalies.
+SIDE_SUFFIXES = {"-in": "in", "-out": "out"}
+
+
+class AttackNotApplicable(UsageError):
+    """The attack cannot run on this detector (e.g. it needs a feature bank the detector does not expose)."""
+
+
+def split_side(name: str) -> tuple[str, str]:
+    """``"pgd-in"`` -> ``("pgd", "in")``; a name without a side suffix -> ``(name, "both")``."""
+    for suffix, side in SIDE_SUFFIXES.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], side
+    return name, "both"
+
+
+class AttackRegistry(Registry):
+    """The attack registry: also resolves one-sided names (``<attack>-in`` / ``<attack>-out``) to their attack.
+
+    ``names()`` and ``"all"`` list the registered attacks only; suffixed names are accepted wherever a name is.
+    """
+
+    def _base_name(self, name: str) -> str:
+        base, side = split_side(name)
+        return base if side != "both" and base in self._entries and name not in self._entries else name
+
+    def get(self, name: str) -> type[Attack]:
+        """The class of attack ``name`` (a one-sided name gives its two-sided attack's class)."""
+        return super().get(self._base_name(name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(self._base_name(name))
+
+    def expand(self, spec: str | list[str]) -> list[str]:
+        """As Registry.expand, also accepting one-sided names; a glob matching no attack may match them (``*-in``)."""
+        parts = spec if isinstance(spec, list) else [p.strip() for p in spec.split(",")]
+        variants = [f"{n}{suffix}" for n in self.names() for suffix in SIDE_SUFFIXES]
+        out: list[str] = []
+        for part in filter(None, parts):
+            if part in self and part != "all":
+                matches = [part]
+            elif any(ch in part for ch in "*?[") and not fnmatch.filter(self.names(), part):
+                matches = fnmatch.filter(variants, part)
+                if not matches:
+                    raise UsageError(f"no attack matches {part!r}; choose from: {', '.join(self.names())}")
+            else:
+                matches = super().expand([part])
+            out.extend(m for m in matches if m not in out)
+        if not out:
+            raise UsageError(f"no attack given; choose from: {', '.join(self.names())}")
+        return out
+
+    def describe(self) -> dict[str, str]:
+        """Name -> one-line description, noting the one-sided variants compactly."""
+        return {name: f"{text} [also {name}-in, {name}-out]" for name, text in super().describe().items()}
+
+
+ATTACKS: AttackRegistry = AttackRegistry("attack")
 
 
 def register_attack(name: str, description: str | None = None):
@@ -74,14 +133,26 @@ def project(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
     return (x + delta).clamp(0.0, 1.0)
 
 
+def rand(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Uniform [0, 1) draws from ``generator`` (on the generator's device), moved to ``device``."""
+    source = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
+
+
+def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Standard normal draws from ``generator`` (on the generator's device), moved to ``device``."""
+    source = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=source).to(device)
+
+
 def random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator | None) -> Tensor:
     """A uniform draw from the eps-ball around ``x`` (clipped to [0, 1])."""
     if norm == "linf":
-        noise = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * eps
+        noise = (rand(x.shape, generator, x.device) * 2 - 1) * eps
     else:
-        direction = torch.randn(x.shape, generator=generator, device=x.device)
+        direction = randn(x.shape, generator, x.device)
         direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-        radius = torch.rand(x.shape[0], generator=generator, device=x.device) ** (1.0 / x[0].numel())
+        radius = rand((x.shape[0],), generator, x.device) ** (1.0 / x[0].numel())
         noise = direction * (eps * radius).view(-1, *[1] * (x.dim() - 1))
     return (x + noise).clamp(0.0, 1.0)
 
@@ -96,6 +167,9 @@ def check_in_ball(x_adv: Tensor, x: Tensor, eps: float, norm: str, tol: float = 
     dist = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
     if dist.numel() and dist.max() > eps + tol:
         raise RuntimeError(f"attack left the {norm} ball: distance {dist.max():.6g} > eps {eps:.6g}")
+
+
+ScoreFn = Callable[[Tensor], Tensor]
 
 
 class Attack(ABC):
@@ -113,10 +187,24 @@ class Attack(ABC):
             raise UsageError(f"unknown attack side {self.config.side!r}; choose from: {', '.join(SIDES)}")
         self.passes = PassCounter()
 
+    @property
+    def label(self) -> str:
+        """The registered name including the side suffix (``pgd``, ``pgd-in``, ``pgd-out``)."""
+        suffix = {"in": "-in", "out": "-out"}.get(self.config.side, "")
+        return f"{self.name}{suffix}"
+
+    def check_applicable(self, detector: Any) -> None:  # noqa: B027 - optional hook, most attacks need nothing
+        """Raise AttackNotApplicable when the detector lacks what this attack needs (default: nothing)."""
+
+    def eot_draws(self, detector: Any) -> int:
+        """Score draws averaged per objective evaluation: ``eot_iter`` for stochastic detectors, else 1."""
+        return max(1, int(self.config.eot_iter)) if getattr(detector, "stochastic", False) else 1
+
     def perturb(
         self, detector: Any, x: Tensor, is_anomaly: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """Adversarial versions of ``x`` (same shape, in [0, 1], within eps), attacking per ``config.side``."""
+        self.check_applicable(detector)
         sign = objective_sign(is_anomaly, self.config.side)
         x_adv = x.clone()
         device = detector.device
@@ -133,26 +221,43 @@ class Attack(ABC):
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         """Attack one batch on the detector's device; ``sign`` is +-1 per sample (see module docstring)."""
 
-    def objective(self, detector: Any, x: Tensor, sign: Tensor) -> Tensor:
-        """Per-sample objective ``sign * s(x)`` (one forward, counted)."""
+    def objective(self, detector: Any, x: Tensor, sign: Tensor, score_fn: ScoreFn | None = None) -> Tensor:
+        """Per-sample objective ``sign * s(x)`` (one forward, counted); ``score_fn`` replaces ``detector.score``."""
         self.passes.forward += x.shape[0]
-        return sign * detector.score(x)
+        return sign * (detector.score if score_fn is None else score_fn)(x)
 
-    def objective_and_grad(self, detector: Any, x: Tensor, sign: Tensor, loss_fn=None) -> tuple[Tensor, Tensor]:
-        """Per-sample objective and its input gradient, averaged over ``eot_iter`` draws for stochastic detectors.
+    @torch.no_grad()
+    def evaluate(self, detector: Any, x: Tensor, sign: Tensor, score_fn: ScoreFn | None = None) -> Tensor:
+        """Per-sample objective without gradients, averaged over ``eot_draws`` forwards (EOT for bookkeeping)."""
+        draws = self.eot_draws(detector)
+        total = torch.zeros(x.shape[0], device=x.device)
+        for _ in range(draws):
+            total += self.objective(detector, x, sign, score_fn).detach().float()
+        return total / draws
 
-        ``loss_fn`` maps the signed objective to the quantity whose gradient is taken (identity by default).
+    def objective_and_grad(
+        self,
+        detector: Any,
+        x: Tensor,
+        sign: Tensor,
+        loss_fn: Callable[[Tensor], Tensor] | None = None,
+        score_fn: ScoreFn | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Per-sample objective and its input gradient, averaged over ``eot_draws`` draws (EOT).
+
+        ``loss_fn`` maps the signed objective to the quantity whose gradient is taken (identity by default);
+        ``score_fn`` replaces ``detector.score`` (component and surrogate attacks).
         """
-        draws = self.config.eot_iter if getattr(detector, "stochastic", False) else 1
+        draws = self.eot_draws(detector)
         total_obj = torch.zeros(x.shape[0], device=x.device)
         total_grad = torch.zeros_like(x)
         for _ in range(draws):
             x_req = x.detach().requires_grad_(True)
-            obj = self.objective(detector, x_req, sign)
+            obj = self.objective(detector, x_req, sign, score_fn)
             loss = obj if loss_fn is None else loss_fn(obj)
             (grad,) = torch.autograd.grad(loss.sum(), x_req)
             self.passes.backward += x.shape[0]
-            total_obj += obj.detach()
+            total_obj += obj.detach().float()
             total_grad += grad
         return total_obj / draws, total_grad / draws
 
@@ -173,11 +278,19 @@ def config_from(cls: type[Attack], preset: str | None, overrides: dict[str, Any]
 def create_attack(
     name: str, eps: float | None = None, norm: str | None = None, preset: str | None = None, **overrides: Any
 ) -> Attack:
-    """Instantiate a registered attack with its budget, e.g. ``create_attack("apgd", eps=4/255, steps=100)``."""
+    """Instantiate a registered attack with its budget, e.g. ``create_attack("apgd", eps=4/255, steps=100)``.
+
+    A one-sided name (``"pgd-in"``, ``"pgd-out"``) sets ``side``; the preset section of the base attack applies.
+    """
     cls = ATTACKS.get(name)
+    base, side = split_side(name)
+    if side != "both" and base == cls.name:
+        if overrides.get("side", side) != side:
+            raise UsageError(f"attack {name!r} already fixes side={side!r}; got side={overrides['side']!r}")
+        overrides["side"] = side
     return cls(config_from(cls, preset, {"eps": eps, "norm": norm, **overrides}))
 
 
 def list_attacks() -> dict[str, str]:
-    """Registered attack names with one-line descriptions."""
+    """Registered attack names with one-line descriptions (each also runs one-sided as ``<name>-in`` / ``-out``)."""
     return ATTACKS.describe()

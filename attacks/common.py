@@ -1,0 +1,92 @@
+"""Building blocks shared by the attacks: steepest-ascent steps, best-iterate bookkeeping, the PGD loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from attacks.base import project, random_start
+
+#: ``x -> (objective to track or None, gradient of the surrogate loss)``; None means "evaluate the objective".
+GradFn = Callable[[Tensor], tuple[Tensor | None, Tensor]]
+#: ``x -> per-sample objective`` (no gradient).
+EvalFn = Callable[[Tensor], Tensor]
+
+
+def per_sample(values: Tensor, like: Tensor) -> Tensor:
+    """Reshape a [N] tensor to broadcast against ``like`` [N, ...]."""
+    return values.view(-1, *[1] * (like.dim() - 1))
+
+
+def lp_norm(x: Tensor, norm: str) -> Tensor:
+    """Per-sample L-inf or L2 norm of a batch."""
+    flat = x.flatten(1)
+    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
+
+
+def steepest_direction(grad: Tensor, norm: str) -> Tensor:
+    """The unit-norm ascent direction of a gradient: its sign (L-inf) or its L2 direction (zero stays zero)."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / per_sample(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
+
+
+def clone_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """An independent generator in the same state (so several attacks can see the same seed)."""
+    if generator is None:
+        return None
+    clone = torch.Generator(device=generator.device)
+    clone.set_state(generator.get_state())
+    return clone
+
+
+class BestIterate:
+    """Per-sample best objective and the input that reached it (the answer of a score attack)."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x.detach().clone()
+        self.objective = torch.full((x.shape[0],), -torch.inf, device=x.device)
+
+    def update(self, x: Tensor, objective: Tensor) -> Tensor:
+        """Keep ``x`` where ``objective`` beats the best so far; returns the mask of improved samples."""
+        improved = objective > self.objective
+        self.objective = torch.where(improved, objective, self.objective)
+        self.x[improved] = x.detach()[improved]
+        return improved
+
+    def merge(self, other: BestIterate) -> None:
+        """Keep, per sample, the better of this and ``other`` (restarts, ensemble members)."""
+        self.update(other.x, other.objective)
+
+
+def pgd_run(
+    x: Tensor,
+    *,
+    eps: float,
+    norm: str,
+    steps: int,
+    step_size: float,
+    start: Tensor,
+    grad_fn: GradFn,
+    eval_fn: EvalFn,
+) -> BestIterate:
+    """Projected steepest ascent from ``start``; tracks the best objective over all iterates, last one included.
+
+    ``grad_fn`` returns the objective at its input when it is the tracked one (plain PGD reuses the forward of
+    its gradient), so the loop costs one forward+backward per step plus one forward for the last iterate.
+    """
+    best = BestIterate(start)
+    x_cur = start.detach()
+    for _ in range(steps):
+        objective, grad = grad_fn(x_cur)
+        best.update(x_cur, eval_fn(x_cur) if objective is None else objective)
+        x_cur = project(x_cur + step_size * steepest_direction(grad, norm), x, eps, norm)
+    best.update(x_cur, eval_fn(x_cur))
+    return best
+
+
+def start_point(x: Tensor, eps: float, norm: str, randomise: bool, generator: torch.Generator | None) -> Tensor:
+    """``x`` itself or a uniform draw from its eps-ball."""
+    return random_start(x, eps, norm, generator) if randomise else x.detach().clone()

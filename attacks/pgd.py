@@ -1,0 +1,52 @@
+"""PGD (Madry et al. 2018) on the signed anomaly score, L-inf or L2, with random starts and restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from attacks.base import Attack, AttackConfig, register_attack
+from attacks.common import BestIterate, pgd_run, start_point
+
+
+@dataclass
+class PGDConfig(AttackConfig):
+    """PGD budget: ``steps`` iterations of size ``step_size`` (default ``step_scale * eps / steps``)."""
+
+    steps: int = 10
+    restarts: int = 1
+    step_size: float | None = None
+    step_scale: float = 2.5
+    random_start: bool = True
+
+
+@register_attack("pgd")
+class PGD(Attack):
+    """PGD on the signed score: best iterate per sample over steps and restarts."""
+
+    Config = PGDConfig
+
+    def step(self) -> float:
+        """The step size: ``step_size`` or ``step_scale * eps / steps``."""
+        cfg = self.config
+        return cfg.step_size if cfg.step_size is not None else cfg.step_scale * cfg.eps / max(cfg.steps, 1)
+
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
+        cfg = self.config
+        best = BestIterate(x)
+        for _ in range(max(cfg.restarts, 1)):
+            run = pgd_run(
+                x,
+                eps=cfg.eps,
+                norm=cfg.norm,
+                steps=cfg.steps,
+                step_size=self.step(),
+                start=start_point(x, cfg.eps, cfg.norm, cfg.random_start, generator),
+                grad_fn=lambda xc: self.objective_and_grad(detector, xc, sign),
+                eval_fn=lambda xc: self.evaluate(detector, xc, sign),
+            )
+            best.merge(run)
+        return best.x

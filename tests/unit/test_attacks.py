@@ -1,0 +1,164 @@
+"""White-box attacks on analytic toys: closed forms, budgets, eps=0, monotonicity, seeding, EOT."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from test_attack_toys import (
+    LinearScorer,
+    MLPScorer,
+    NoisyLinearScorer,
+    QuadraticScorer,
+    auroc,
+    linear_optimum,
+    toy_data,
+)
+
+from attacks import create_attack, list_attacks
+from attacks.base import ATTACKS, objective_sign
+from bench.errors import UsageError
+
+WHITE_BOX = ["fgsm", "pgd"]
+FAST = {"square_queries": 200}
+
+
+def run(name: str, det, x, is_anomaly, seed: int = 0, **kwargs):
+    attack = create_attack(name, **kwargs)
+    return attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(seed)), attack
+
+
+@pytest.fixture(scope="module")
+def linear():
+    w = torch.randn(16, generator=torch.Generator().manual_seed(3))
+    x, is_anomaly = toy_data()
+    return LinearScorer(w), x, is_anomaly, w
+
+
+@pytest.mark.parametrize("name", WHITE_BOX)
+def test_linear_linf_closed_form(name, linear) -> None:
+    det, x, is_anomaly, w = linear
+    x_adv, _ = run(name, det, x, is_anomaly, eps=0.1, norm="linf")
+    assert (x_adv - linear_optimum(x, is_anomaly, w, 0.1, "linf")).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("name", ["pgd"])
+def test_linear_l2_closed_form(name) -> None:
+    w = torch.randn(16, generator=torch.Generator().manual_seed(4))
+    x, is_anomaly = toy_data(low=0.3, high=0.7)
+    det = LinearScorer(w)
+    x_adv, _ = run(name, det, x, is_anomaly, eps=0.2, norm="l2", random_start=False)
+    assert (x_adv - linear_optimum(x, is_anomaly, w, 0.2, "l2")).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("name", WHITE_BOX)
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_stays_in_ball_and_box(name, norm) -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6))
+    det = MLPScorer(36)
+    eps = 0.3 if norm == "linf" else 1.0
+    x_adv, _ = run(name, det, x, is_anomaly, eps=eps, norm=norm)
+    delta = (x_adv - x).flatten(1)
+    dist = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert dist.max() <= eps + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+@pytest.mark.parametrize("name", WHITE_BOX)
+def test_eps_zero_is_identity(name) -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6))
+    det = MLPScorer(36)
+    x_adv, _ = run(name, det, x, is_anomaly, eps=0.0)
+    assert torch.equal(x_adv, x)
+    assert torch.equal(det.score(x_adv), det.score(x))
+
+
+@pytest.mark.parametrize("name", WHITE_BOX)
+def test_more_eps_never_raises_robust_auroc(name) -> None:
+    mu = torch.full((16,), 0.5)
+    x, is_anomaly = toy_data()
+    det = QuadraticScorer(mu)
+    aurocs = [auroc(det.score(run(name, det, x, is_anomaly, eps=e)[0]), is_anomaly) for e in (0, 0.02, 0.05, 0.1)]
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(aurocs)), aurocs
+    assert aurocs[-1] < aurocs[0]
+
+
+@pytest.mark.parametrize("name", WHITE_BOX)
+def test_same_seed_same_output(name) -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6))
+    det = MLPScorer(36)
+    a, _ = run(name, det, x, is_anomaly, seed=5, eps=0.1)
+    b, _ = run(name, det, x, is_anomaly, seed=5, eps=0.1)
+    assert torch.equal(a, b)
+
+
+def test_pgd_seed_changes_random_start() -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6))
+    det = MLPScorer(36)
+    a, _ = run("pgd", det, x, is_anomaly, seed=1, eps=0.1, steps=1)
+    b, _ = run("pgd", det, x, is_anomaly, seed=2, eps=0.1, steps=1)
+    assert not torch.equal(a, b)
+
+
+def test_pgd_cost_is_one_pass_per_step_plus_final_forward() -> None:
+    x, is_anomaly = toy_data(n=10)
+    det = MLPScorer(16)
+    _, attack = run("pgd", det, x, is_anomaly, eps=0.1, steps=7, restarts=2)
+    assert attack.passes.backward == 10 * 7 * 2
+    assert attack.passes.forward == 10 * (7 + 1) * 2
+
+
+def test_pgd_restarts_never_hurt() -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6))
+    det = MLPScorer(36, seed=2)
+    sign = objective_sign(is_anomaly)
+    one, _ = run("pgd", det, x, is_anomaly, seed=0, eps=0.2, steps=3, restarts=1)
+    many, _ = run("pgd", det, x, is_anomaly, seed=0, eps=0.2, steps=3, restarts=4)
+    assert (sign * det.score(many) >= sign * det.score(one) - 1e-6).all()
+
+
+def test_best_iterate_is_kept_not_last() -> None:
+    """A huge step overshoots on a concave bump; the best iterate (here: the clean input) must be returned."""
+
+    class Bump(LinearScorer):
+        def score(self, x):
+            return -((x.flatten(1) - 0.5) ** 2).sum(1)
+
+    x = torch.full((2, 1, 2, 2), 0.5)
+    is_anomaly = torch.tensor([False, False])
+    x_adv, _ = run("pgd", Bump(torch.ones(4)), x, is_anomaly, eps=0.3, random_start=False, steps=2)
+    assert torch.equal(x_adv, x)
+
+
+def test_eot_beats_single_draw_on_stochastic_detector() -> None:
+    w = torch.randn(16, generator=torch.Generator().manual_seed(7))
+    x, is_anomaly = toy_data(low=0.2, high=0.8)
+    sign = objective_sign(is_anomaly)
+    gains = {}
+    for eot in (1, 20):
+        det = NoisyLinearScorer(w, seed=0)
+        x_adv, attack = run("pgd", det, x, is_anomaly, eps=0.1, steps=20, eot_iter=eot)
+        gains[eot] = float((sign * ((x_adv - x).flatten(1) @ w)).mean())
+        assert attack.passes.backward == x.shape[0] * 20 * eot
+    optimum = float((sign * ((linear_optimum(x, is_anomaly, w, 0.1, "linf") - x).flatten(1) @ w)).mean())
+    assert gains[20] > 0.95 * optimum
+    assert gains[20] > gains[1]
+
+
+def test_one_sided_names() -> None:
+    x, is_anomaly = toy_data()
+    det = MLPScorer(16)
+    x_in, attack = run("pgd-in", det, x, is_anomaly, eps=0.1)
+    assert attack.config.side == "in" and attack.label == "pgd-in"
+    assert torch.equal(x_in[is_anomaly], x[is_anomaly]) and not torch.equal(x_in[~is_anomaly], x[~is_anomaly])
+    x_out, _ = run("pgd-out", det, x, is_anomaly, eps=0.1)
+    assert torch.equal(x_out[~is_anomaly], x[~is_anomaly])
+    assert ATTACKS.expand("pgd-in,pgd") == ["pgd-in", "pgd"]
+    assert "pgd-out" in ATTACKS.expand("*-out")
+    assert "pgd-in" not in ATTACKS.expand("all")
+    assert "pgd-in" in list_attacks()["pgd"]
+    with pytest.raises(UsageError):
+        create_attack("pgd-in", side="out")
+    with pytest.raises(UsageError):
+        create_attack("nope-in")
