@@ -54,8 +54,10 @@ class Dataset(ABC):
     #: Low-resolution sets (rotation pseudo-anomalies, 4/255) vs industrial/high-resolution (cut-paste, 2/255).
     low_res: ClassVar[bool] = True
 
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, *, image_size: int | None = None) -> None:
         self.root = root
+        #: Requested square size; high-resolution loaders resize each image to it as it is read.
+        self.image_size = image_size
 
     @abstractmethod
     def classes(self) -> list[str]:
@@ -80,18 +82,38 @@ class Dataset(ABC):
 
 
 def stratified_subsample(labels: Tensor, limit: int | None, seed: int) -> Tensor:
-    """Indices of at most ``limit`` samples keeping each label's share (seeded); all indices if no limit."""
+    """Sorted indices of at most ``limit`` samples keeping each label's share (seeded); all indices if no limit.
+
+    Shares are apportioned by largest remainder, and every label keeps at least one sample when ``limit`` allows.
+    """
     n = labels.shape[0]
     if limit is None or limit >= n:
         return torch.arange(n)
+    if limit < 1:
+        raise UsageError(f"invalid subsample size {limit}: use a positive integer")
+    values, counts = labels.unique(return_counts=True)
+    takes = _apportion(counts, limit)
     generator = torch.Generator().manual_seed(seed)
     keep = []
-    values = labels.unique()
-    for value in values:
+    for value, take in zip(values.tolist(), takes.tolist(), strict=True):
         idx = torch.nonzero(labels == value).flatten()
-        take = max(1, round(limit * idx.numel() / n))
         keep.append(idx[torch.randperm(idx.numel(), generator=generator)[:take]])
     return torch.cat(keep).sort().values
+
+
+def _apportion(counts: Tensor, limit: int) -> Tensor:
+    """Split ``limit`` over groups in proportion to ``counts`` (largest remainder), at least 1 each if possible."""
+    quota = counts.double() * limit / counts.sum()
+    takes = quota.floor().long()
+    order = torch.argsort(quota - takes, descending=True, stable=True)
+    takes[order[: limit - int(takes.sum())]] += 1
+    for group in torch.nonzero(takes == 0).flatten().tolist():
+        donor = int(torch.argmax(takes))
+        if takes[donor] <= 1:
+            break
+        takes[donor] -= 1
+        takes[group] = 1
+    return takes
 
 
 def resize(images: Tensor, size: int | None) -> Tensor:
@@ -109,6 +131,25 @@ def to_tensor_images(array: np.ndarray, scale: float = 255.0) -> Tensor:
     elif tensor.dim() == 4 and tensor.shape[-1] in (1, 3):
         tensor = tensor.permute(0, 3, 1, 2)
     return tensor.clamp(0, 1).contiguous()
+
+
+def one_class_by_label(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    normal_class: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The one-class protocol on a labelled set: class ``normal_class`` of the train set, all of the test set.
+
+    Images are uint8 arrays ([N, H, W] or [N, H, W, C]); only the selected ones are converted to floats.
+    """
+    for images, labels in ((train_images, train_labels), (test_images, test_labels)):
+        if len(images) != len(labels):
+            raise UsageError(f"{len(images)} images but {len(labels)} labels: the data files do not match")
+    train = to_tensor_images(train_images[np.asarray(train_labels) == normal_class])
+    is_anomaly = torch.as_tensor(np.asarray(test_labels) != normal_class)
+    return train, to_tensor_images(test_images), is_anomaly
 
 
 def load_split(
@@ -129,7 +170,11 @@ def load_split(
         max_train / max_test: seeded, stratified subsampling (test stratified by normal/anomaly).
         channels: 1 or 3 to convert grey <-> RGB (None keeps the native channels).
     """
-    dataset = DATASETS.get(name)(root)
+    if channels not in (None, 1, 3):
+        raise UsageError(f"invalid channels {channels!r}: use 1 (grey) or 3 (RGB)")
+    if image_size is not None and image_size < 1:
+        raise UsageError(f"invalid image_size {image_size!r}: use a positive number of pixels")
+    dataset = DATASETS.get(name)(root, image_size=image_size)
     index = dataset.resolve_class(normal_class)
     train, test, is_anomaly = dataset.load_arrays(index, seed)
     train = train[stratified_subsample(torch.zeros(train.shape[0]), max_train, seed)]
