@@ -90,3 +90,19 @@ def pgd_run(
 def start_point(x: Tensor, eps: float, norm: str, randomise: bool, generator: torch.Generator | None) -> Tensor:
     """``x`` itself or a uniform draw from its eps-ball."""
     return random_start(x, eps, norm, generator) if randomise else x.detach().clone()
+
+
+def centre_and_spread(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Median and a robust spread (IQR, else std, else |median| or 1) of a batch's clean scores.
+
+    Losses that need a scale-free score (APGD's ``ce`` and ``margin``, the two-logit wrappers of the cross-check
+    backends) divide the centred score by this spread, so their value does not depend on the detector's units.
+    """
+    scores = scores.detach().float()
+    centre = scores.median()
+    spread = torch.quantile(scores, 0.75) - torch.quantile(scores, 0.25)
+    if not spread > 1e-12 and scores.numel() > 1:
+        spread = scores.std()
+    if not spread > 1e-12:
+        spread = centre.abs().clamp_min(1.0)
+    return centre, spread

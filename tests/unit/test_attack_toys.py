@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription stalls on a loaded 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 class ToyDetector(nn.Module):

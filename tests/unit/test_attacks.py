@@ -6,13 +6,14 @@ import itertools
 
 import pytest
 import torch
-from test_attack_toys import (
+from test_attack_toys import (  # noqa: F401 - single_thread is an autouse fixture
     LinearScorer,
     MLPScorer,
     NoisyLinearScorer,
     QuadraticScorer,
     auroc,
     linear_optimum,
+    single_thread,
     toy_data,
 )
 
@@ -20,11 +21,13 @@ from attacks import create_attack, list_attacks
 from attacks.base import ATTACKS, objective_sign
 from bench.errors import UsageError
 
-WHITE_BOX = ["fgsm", "pgd"]
+WHITE_BOX = ["fgsm", "pgd", "apgd", "apgd-margin"]
 FAST = {"square_queries": 200}
 
 
 def run(name: str, det, x, is_anomaly, seed: int = 0, **kwargs):
+    if name == "apgd-margin":
+        name, kwargs = "apgd", {**kwargs, "loss": "margin"}
     attack = create_attack(name, **kwargs)
     return attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(seed)), attack
 
@@ -43,13 +46,46 @@ def test_linear_linf_closed_form(name, linear) -> None:
     assert (x_adv - linear_optimum(x, is_anomaly, w, 0.1, "linf")).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("name", ["pgd"])
-def test_linear_l2_closed_form(name) -> None:
+@pytest.mark.parametrize(
+    ("name", "options", "tol"),
+    [
+        ("pgd", {"random_start": False}, 1e-6),
+        ("apgd", {"random_start": False}, 1e-6),
+        ("apgd", {}, 2e-4),  # from a random start the angle to w shrinks geometrically: float32-limited
+        ("apgd-margin", {}, 2e-4),
+    ],
+)
+def test_linear_l2_closed_form(name, options, tol) -> None:
     w = torch.randn(16, generator=torch.Generator().manual_seed(4))
     x, is_anomaly = toy_data(low=0.3, high=0.7)
     det = LinearScorer(w)
-    x_adv, _ = run(name, det, x, is_anomaly, eps=0.2, norm="l2", random_start=False)
-    assert (x_adv - linear_optimum(x, is_anomaly, w, 0.2, "l2")).abs().max() < 1e-6
+    x_adv, _ = run(name, det, x, is_anomaly, eps=0.2, norm="l2", **options)
+    assert (x_adv - linear_optimum(x, is_anomaly, w, 0.2, "l2")).abs().max() < tol
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("loss", ["ce", "margin"])
+def test_apgd_reaches_convex_optimum(norm, loss) -> None:
+    """Anomalies minimise ||x' - mu||^2: the optimum is the projection of mu onto the ball (inside [0, 1])."""
+    x, _ = toy_data(low=0.2, high=0.8)
+    mu = torch.rand(16, generator=torch.Generator().manual_seed(9)).view(1, 1, 4, 4)
+    is_anomaly = torch.ones(x.shape[0], dtype=torch.bool)
+    det = QuadraticScorer(mu)
+    eps = 0.1 if norm == "linf" else 0.3
+    x_adv, _ = run("apgd", det, x, is_anomaly, eps=eps, norm=norm, loss=loss)
+    if norm == "linf":
+        optimum = torch.minimum(torch.maximum(mu, x - eps), x + eps)
+    else:
+        gap = mu - x
+        dist = gap.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        optimum = x + gap * (eps / dist).clamp(max=1.0)
+    assert (det.score(x_adv) - det.score(optimum)).abs().max() < 1e-3
+
+
+def test_apgd_step_schedule_checkpoints() -> None:
+    from attacks.apgd import checkpoints
+
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
 
 
 @pytest.mark.parametrize("name", WHITE_BOX)
@@ -107,6 +143,9 @@ def test_pgd_cost_is_one_pass_per_step_plus_final_forward() -> None:
     _, attack = run("pgd", det, x, is_anomaly, eps=0.1, steps=7, restarts=2)
     assert attack.passes.backward == 10 * 7 * 2
     assert attack.passes.forward == 10 * (7 + 1) * 2
+    _, attack = run("apgd", det, x, is_anomaly, eps=0.1, steps=7, restarts=2)
+    assert attack.passes.backward == 10 * 7 * 2
+    assert attack.passes.forward == 10 + 10 * (7 + 1) * 2  # + the clean forward that centres the loss
 
 
 def test_pgd_restarts_never_hurt() -> None:
@@ -131,16 +170,19 @@ def test_best_iterate_is_kept_not_last() -> None:
     assert torch.equal(x_adv, x)
 
 
-def test_eot_beats_single_draw_on_stochastic_detector() -> None:
+@pytest.mark.parametrize("name", ["pgd", "apgd-margin"])
+def test_eot_beats_single_draw_on_stochastic_detector(name) -> None:
+    """EOT averages gradients over draws. (APGD-ce is excluded: E[grad softplus] favours draws whose noise
+    flips the score's sign on this toy, a property of EOT on a saturating loss, not of the mechanism.)"""
     w = torch.randn(16, generator=torch.Generator().manual_seed(7))
     x, is_anomaly = toy_data(low=0.2, high=0.8)
     sign = objective_sign(is_anomaly)
     gains = {}
     for eot in (1, 20):
         det = NoisyLinearScorer(w, seed=0)
-        x_adv, attack = run("pgd", det, x, is_anomaly, eps=0.1, steps=20, eot_iter=eot)
+        x_adv, attack = run(name, det, x, is_anomaly, eps=0.1, steps=20, eot_iter=eot)
         gains[eot] = float((sign * ((x_adv - x).flatten(1) @ w)).mean())
-        assert attack.passes.backward == x.shape[0] * 20 * eot
+        assert attack.passes.backward == x.shape[0] * 20 * eot  # EOT: eot_iter gradient draws per step
     optimum = float((sign * ((linear_optimum(x, is_anomaly, w, 0.1, "linf") - x).flatten(1) @ w)).mean())
     assert gains[20] > 0.95 * optimum
     assert gains[20] > gains[1]

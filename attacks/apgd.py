@@ -1,0 +1,115 @@
+"""APGD (Croce & Hein, ICML 2020), written from the paper, on the signed anomaly score.
+
+Step size starts at 2*eps and is halved at checkpoints w_j = ceil(p_j * steps) (p_0 = 0, p_1 = 0.22,
+p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)) when fewer than ``rho`` of the steps since the last checkpoint
+raised the objective, or when the step was not halved at the last checkpoint and the best objective did not
+improve since; a halving sample restarts from its best point. Steps use momentum ``alpha`` = 0.75.
+
+Losses (the objective the step follows; the returned point is always the best *signed score* per sample):
+- ``ce``: softplus((sign * (s - c)) / spread), the cross-entropy of a two-logit classifier with logit (s - c)/spread,
+  where c is the median and spread the IQR of the batch's clean scores (std or 1 when the IQR is 0).
+- ``margin``: sign * (s - c) / spread, linear in the score, so it never saturates (the role DLR plays in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attacks.base import Attack, AttackConfig, project, register_attack
+from attacks.common import BestIterate, centre_and_spread, per_sample, start_point, steepest_direction
+from bench.errors import UsageError
+
+LOSSES = ("ce", "margin")
+
+
+@dataclass
+class APGDConfig(AttackConfig):
+    """APGD budget: ``steps`` forward+backward passes per restart."""
+
+    steps: int = 100
+    restarts: int = 1
+    loss: str = "ce"
+    rho: float = 0.75
+    alpha: float = 0.75
+    random_start: bool = True
+
+
+def checkpoints(steps: int) -> list[int]:
+    """Iterations at which APGD may halve its step (the paper's w_j, excluding 0)."""
+    points, previous, current = [], 0.0, 0.22
+    while current < 1.0:
+        points.append(math.ceil(round(current * steps, 9)))
+        previous, current = current, current + max(current - previous - 0.03, 0.06)
+    return sorted({p for p in points if 0 < p < steps})
+
+
+def signed_loss(name: str, centre: Tensor, spread: Tensor, sign: Tensor) -> Callable[[Tensor], Tensor]:
+    """The loss applied to the signed objective ``sign * s`` (see the module docstring)."""
+
+    def margin(objective: Tensor) -> Tensor:
+        return (objective - sign * centre) / spread
+
+    return margin if name == "margin" else (lambda objective: F.softplus(margin(objective)))
+
+
+@register_attack("apgd")
+class APGD(Attack):
+    """APGD on the signed score (step-size schedule, momentum, best iterate, restarts)."""
+
+    Config = APGDConfig
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        if self.config.loss not in LOSSES:
+            raise UsageError(f"unknown APGD loss {self.config.loss!r}; choose from: {', '.join(LOSSES)}")
+
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
+        centre, spread = centre_and_spread(sign * self.evaluate(detector, x, sign))
+        loss_fn = signed_loss(self.config.loss, centre, spread, sign)
+        best = BestIterate(x)
+        for _ in range(max(self.config.restarts, 1)):
+            start = start_point(x, self.config.eps, self.config.norm, self.config.random_start, generator)
+            best.merge(self.run_once(detector, x, sign, start, loss_fn))
+        return best.x
+
+    def run_once(self, detector: Any, x: Tensor, sign: Tensor, start: Tensor, loss_fn) -> BestIterate:
+        """One APGD run from ``start``: ``steps`` forward+backward passes and a final forward."""
+        cfg = self.config
+        marks = set(checkpoints(cfg.steps))
+        best = BestIterate(start)
+        best_grad = torch.zeros_like(x)
+        eta = torch.full((x.shape[0],), 2.0 * cfg.eps, device=x.device)
+        successes = torch.zeros(x.shape[0], device=x.device)
+        reduced_last = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        best_last = best.objective.clone()
+        x_prev, x_cur, obj_prev, last_mark = start, start, None, 0
+        for k in range(cfg.steps):
+            obj, grad = self.objective_and_grad(detector, x_cur, sign, loss_fn)
+            if obj_prev is not None:
+                successes += (obj > obj_prev).float()
+            improved = best.update(x_cur, obj)
+            best_grad[improved] = grad[improved]
+            if k in marks:
+                no_progress = successes < cfg.rho * (k - last_mark)
+                stalled = ~reduced_last & (best.objective <= best_last)
+                reduce = no_progress | stalled
+                eta = torch.where(reduce, eta / 2, eta)
+                x_cur, grad = x_cur.clone(), grad.clone()
+                x_cur[reduce], grad[reduce] = best.x[reduce], best_grad[reduce]
+                x_prev = torch.where(per_sample(reduce, x), x_cur, x_prev)
+                obj = torch.where(reduce, best.objective, obj)
+                successes.zero_()
+                reduced_last, best_last, last_mark = reduce, best.objective.clone(), k
+            momentum = 1.0 if k == 0 else cfg.alpha
+            z = project(x_cur + per_sample(eta, x) * steepest_direction(grad, cfg.norm), x, cfg.eps, cfg.norm)
+            x_next = project(x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), x, cfg.eps, cfg.norm)
+            x_prev, x_cur, obj_prev = x_cur, x_next, obj
+        best.update(x_cur, self.evaluate(detector, x_cur, sign))
+        return best
