@@ -1,0 +1,167 @@
+"""The regression gate: compare a run's clean and robust AUROC with a committed baseline.
+
+A baseline (``results/baselines/<preset>.json``) maps a human-readable cell id (dataset, class, detector, seed,
+attack, norm, eps; stable across code changes, unlike the content hash) to its clean and robust AUROC, plus the
+tolerances. A number moving beyond ``max(abs_tol, rel_tol * |baseline|)`` in EITHER direction fails the gate:
+a robust AUROC that rises may mean a weakened attack, one that falls a weakened defence. A baseline cell missing
+from the run fails; a failed record fails; a cell new to the run only warns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import format_eps
+from bench.errors import UsageError
+from bench.store import atomic_write_text
+
+BASELINE_FORMAT = 1
+DEFAULT_ABS_TOL = 0.01
+DEFAULT_REL_TOL = 0.02
+METRICS = ("clean_auroc", "robust_auroc")
+
+
+def cell_id(record: dict[str, Any]) -> str:
+    """The stable, human-readable id of a record's cell, e.g.
+    ``dataset=digits class=0 detector=cobra seed=0 attack=pgd norm=linf eps=4/255``."""
+    return (
+        f"dataset={record['dataset']} class={record['normal_class']} detector={record['detector']} "
+        f"seed={record['seed']} attack={record['attack']} norm={record.get('norm') or '-'} "
+        f"eps={format_eps(float(record['eps']))}"
+    )
+
+
+@dataclass
+class GateReport:
+    """What the gate found: failures make it fail, warnings only inform."""
+
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    n_checked: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def lines(self) -> list[str]:
+        """Human-readable lines: each failure and warning, then a verdict."""
+        out = [f"FAIL {line}" for line in self.failures] + [f"WARN {line}" for line in self.warnings]
+        verdict = "passed" if self.passed else f"FAILED ({len(self.failures)} problem(s))"
+        return [*out, f"regression gate {verdict}: {self.n_checked} baseline cell(s) checked"]
+
+
+def tolerance(old: float, abs_tol: float, rel_tol: float) -> float:
+    """The allowed move of a number whose baseline value is ``old``."""
+    return max(abs_tol, rel_tol * abs(old))
+
+
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    """Read a baseline file; a missing or malformed one raises UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"baseline {path} not found; create it with --update")
+    try:
+        baseline = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UsageError(f"baseline {path} is not valid JSON: {err}") from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("cells"), dict):
+        raise UsageError(f"baseline {path} has no 'cells' mapping")
+    return baseline
+
+
+def latest_by_cell(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Records by cell id (the last one wins) and the ids that appear more than once."""
+    by_id: dict[str, dict[str, Any]] = {}
+    repeated = []
+    for record in records:
+        ident = cell_id(record)
+        if ident in by_id and ident not in repeated:
+            repeated.append(ident)
+        by_id[ident] = record
+    return by_id, repeated
+
+
+def failed_cells(records: list[dict[str, Any]]) -> list[str]:
+    """``<cell id>: the cell failed (<error>)`` for every failed record (the latest per cell)."""
+    by_id, _ = latest_by_cell(records)
+    return [
+        f"{ident}: the cell failed ({r.get('error') or 'no error message'})"
+        for ident, r in by_id.items()
+        if r.get("status", "ok") != "ok"
+    ]
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{100 * value:.2f}%"
+
+
+def compare(
+    baseline: dict[str, Any],
+    records: list[dict[str, Any]],
+    abs_tol: float | None = None,
+    rel_tol: float | None = None,
+) -> GateReport:
+    """Check ``records`` against ``baseline``; explicit tolerances override the baseline's own."""
+    tolerances = baseline.get("tolerances", {})
+    abs_tol = tolerances.get("abs", DEFAULT_ABS_TOL) if abs_tol is None else abs_tol
+    rel_tol = tolerances.get("rel", DEFAULT_REL_TOL) if rel_tol is None else rel_tol
+    by_id, repeated = latest_by_cell(records)
+    report = GateReport(n_checked=len(baseline["cells"]))
+    report.warnings += [f"{ident}: several records, the last one is checked" for ident in repeated]
+    report.failures += failed_cells(records)
+    for ident, expected in baseline["cells"].items():
+        record = by_id.get(ident)
+        if record is None:
+            report.failures.append(f"{ident}: missing from the results (baseline cell not run)")
+            continue
+        if record.get("status", "ok") != "ok":
+            continue
+        for metric in METRICS:
+            old, new = expected.get(metric), record.get(metric)
+            if old is None:
+                continue
+            if new is None:
+                report.failures.append(f"{ident}: {metric} missing (baseline {_fmt(old)})")
+            elif abs(new - old) > tolerance(old, abs_tol, rel_tol) + 1e-12:
+                direction = "rose" if new > old else "fell"
+                report.failures.append(
+                    f"{ident}: {metric} {direction} {_fmt(old)} -> {_fmt(new)} "
+                    f"(|Δ| {100 * abs(new - old):.2f} > tolerance {100 * tolerance(old, abs_tol, rel_tol):.2f} points)"
+                )
+    report.warnings += [f"{ident}: new cell, not in the baseline" for ident in by_id if ident not in baseline["cells"]]
+    return report
+
+
+def build_baseline(
+    records: list[dict[str, Any]],
+    abs_tol: float = DEFAULT_ABS_TOL,
+    rel_tol: float = DEFAULT_REL_TOL,
+    manifest: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A baseline holding every cell of ``records``; failed cells raise ValueError (never baseline a failure)."""
+    by_id, _ = latest_by_cell(records)
+    failed = failed_cells(records)
+    if failed:
+        raise ValueError(f"refusing to write a baseline: {len(failed)} cell(s) failed, e.g. {failed[0]}")
+    if not by_id:
+        raise UsageError("refusing to write an empty baseline: the run has no records")
+    manifest = manifest or {}
+    cells = {
+        ident: {"class_name": r.get("class_name"), **{m: r.get(m) for m in METRICS}}
+        for ident, r in sorted(by_id.items())
+    }
+    source = {k: manifest.get(k) for k in ("run_key", "preset", "git_sha", "command") if manifest.get(k) is not None}
+    return {
+        "format": BASELINE_FORMAT,
+        "tolerances": {"abs": abs_tol, "rel": rel_tol},
+        "source": source,
+        "cells": cells,
+    }
+
+
+def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
+    """Write a baseline as stable, diff-friendly JSON (sorted keys, one cell per block)."""
+    atomic_write_text(Path(path), json.dumps(baseline, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,31 @@
+"""The leaderboard as a rich Table for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from bench.report.model import FLAG_MARK, build_leaderboard, format_cell
+
+
+def console_table(records: list[dict[str, Any]], title: str = "AUROC (%)") -> Table:
+    """A rich Table: a row per detector, per dataset Clean and one column per attack; best bold, flags marked."""
+    board = build_leaderboard(records)
+    table = Table(title=title + (f", mean ± std over {board.n_seeds} seeds" if board.n_seeds > 1 else ""))
+    table.add_column("Detector", style="cyan")
+    for dataset_table in board.tables:
+        for column in dataset_table.columns:
+            table.add_column(f"{dataset_table.dataset}\n{column.label}", justify="right")
+    for detector in board.detectors:
+        cells = []
+        for dataset_table in board.tables:
+            for i in range(len(dataset_table.columns)):
+                cell = dataset_table.cell(detector, i)
+                text = format_cell(cell) + (FLAG_MARK if cell is not None and cell.flags else "")
+                cells.append(Text(text, style="bold" if dataset_table.rank(detector, i) == 1 else ""))
+        table.add_row(Text(detector), *cells)
+    if board.flags:
+        table.caption = f"{FLAG_MARK} flagged: " + ", ".join(board.flags)
+    return table

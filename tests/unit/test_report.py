@@ -1,0 +1,228 @@
+"""Leaderboards and plots built from a hand-made results folder (records.jsonl + scores/*.npz)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+from sklearn.metrics import roc_auc_score
+
+from bench.metrics import aggregate_clean, aggregate_robust, bootstrap_auroc_ci
+from bench.report import build_leaderboard, console_table, write_reports
+from bench.report.commands import report_command
+from bench.report.latex import latex_escape, macro_name
+from bench.store import RunStore
+
+PGD = ("pgd", "linf", 4 / 255)
+
+
+def make_record(dataset="digits", cls=0, detector="cobra", seed=0, attack="pgd", eps=4 / 255, clean=0.9, robust=0.5,
+                flags=(), status="ok", n=(20, 20)):  # fmt: skip
+    """One record with every store field."""
+    key = f"{dataset}-{cls}-{detector}-{seed}-{attack}-{eps:.6f}".replace("/", "_")
+    return {
+        "dataset": dataset, "normal_class": cls, "class_name": f"class {cls}", "detector": detector, "seed": seed,
+        "attack": attack, "norm": "linf", "eps": eps, "clean_auroc": clean if status == "ok" else None,
+        "robust_auroc": robust if status == "ok" else None, "n_normal": n[0], "n_anomaly": n[1],
+        "fit_seconds": 1.0, "attack_seconds": 2.0, "flags": list(flags), "key": key, "fit_key": key[:-9],
+        "status": status, "error": None if status == "ok" else "boom", "score_forwards": 10, "score_backwards": 10,
+        "backbone_passes": 400, "preset": "quick",
+    }  # fmt: skip
+
+
+def write_run(run_dir: Path, records: list[dict], with_scores: bool = True) -> Path:
+    """A results folder holding ``records`` and, for ok cells, seeded per-sample scores and example images."""
+    store = RunStore(run_dir)
+    store.write_manifest({"run_key": "run_ab12", "preset": "quick", "command": "run_bench.py --preset quick"})
+    gen = torch.Generator().manual_seed(0)
+    for record in records:
+        store.append_record(record)
+        if with_scores and record["status"] == "ok":
+            n_normal, n_anomaly = record["n_normal"], record["n_anomaly"]
+            labels = np.r_[np.zeros(n_normal, bool), np.ones(n_anomaly, bool)]
+            clean = torch.randn(n_normal + n_anomaly, generator=gen).numpy() + 2.0 * labels
+            adv = clean + np.where(labels, -1.5, 1.5)
+            images = torch.rand(3, 3, 8, 8, generator=gen).numpy()
+            adv_images = np.clip(images + (4 / 255) * np.sign(torch.randn(3, 3, 8, 8, generator=gen).numpy()), 0, 1)
+            examples = {"examples_clean": images.astype(np.float16), "examples_adv": adv_images.astype(np.float16)}
+            store.save_scores(record["key"], clean=clean, adv=adv, is_anomaly=labels, **examples)
+    return run_dir
+
+
+def grid_records() -> list[dict]:
+    """2 datasets x 2 classes x 3 detectors x 2 seeds x (pgd at two eps + apgd), with one flagged detector."""
+    records = []
+    values = {"cobra": (0.95, 0.80), "deep_svdd": (0.90, 0.30), "patch%core": (0.99, 0.15)}
+    for dataset in ("digits", "textures"):
+        for cls in (0, 1):
+            for detector, (clean, robust) in values.items():
+                for seed in (0, 1):
+                    jitter = 0.01 * seed + 0.005 * cls
+                    for attack, eps, drop in (("pgd", 2 / 255, 0.0), ("pgd", 4 / 255, 0.1), ("apgd", 4 / 255, 0.12)):
+                        flags = ["possible-gradient-masking"] if detector == "patch%core" and attack == "apgd" else []
+                        records.append(make_record(dataset, cls, detector, seed, attack, eps, clean + jitter,
+                                                   robust - drop + jitter, flags))  # fmt: skip
+    return records
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = write_run(tmp_path_factory.mktemp("run"), grid_records())
+    assert report_command(["--results", str(run), "--quiet"]) == 0
+    return run
+
+
+def test_aggregation_means_classes_then_seeds() -> None:
+    records = [
+        make_record(cls=0, seed=0, robust=0.2), make_record(cls=1, seed=0, robust=0.4),
+        make_record(cls=0, seed=1, robust=0.6), make_record(cls=1, seed=1, robust=0.8),
+    ]  # fmt: skip
+    summary = aggregate_robust(records)["digits", "cobra", PGD]
+    assert summary.per_seed == pytest.approx((0.3, 0.7))
+    assert summary.mean == pytest.approx(0.5)
+    assert summary.std == pytest.approx(np.std([0.3, 0.7], ddof=1))
+    assert summary.n_seeds == 2 and summary.n_classes == 2
+
+
+def test_clean_counts_each_fit_once_and_failed_cells_mark_incomplete() -> None:
+    records = [
+        make_record(cls=0, attack="pgd", clean=0.9), make_record(cls=0, attack="apgd", clean=0.9),
+        make_record(cls=1, attack="pgd", clean=0.7), make_record(cls=1, attack="apgd", status="failed"),
+    ]  # fmt: skip
+    clean = aggregate_clean(records)["digits", "cobra"]
+    assert clean.mean == pytest.approx(0.8) and clean.std is None and clean.flags == ()
+    apgd = aggregate_robust(records)["digits", "cobra", ("apgd", "linf", 4 / 255)]
+    assert apgd.n_classes == 1 and "incomplete" in apgd.flags
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_auroc() -> None:
+    gen = torch.Generator().manual_seed(3)
+    labels = np.r_[np.zeros(60, bool), np.ones(40, bool)]
+    scores = torch.randn(100, generator=gen).numpy() + labels
+    first = bootstrap_auroc_ci(scores, labels, generator=torch.Generator().manual_seed(1))
+    again = bootstrap_auroc_ci(scores, labels, generator=torch.Generator().manual_seed(1))
+    other = bootstrap_auroc_ci(scores, labels, generator=torch.Generator().manual_seed(2))
+    point = roc_auc_score(labels, scores)
+    assert first == again != other
+    assert first[0] < point < first[1] and 0.05 < first[1] - first[0] < 0.4
+    narrow = bootstrap_auroc_ci(np.tile(scores, 10), np.tile(labels, 10), generator=torch.Generator().manual_seed(1))
+    assert narrow[1] - narrow[0] < (first[1] - first[0]) / 2
+
+
+def test_best_and_second_are_decided_on_unrounded_values(tmp_path: Path) -> None:
+    records = [make_record(detector="a", robust=0.8121), make_record(detector="b", robust=0.8124),
+               make_record(detector="c", robust=0.5)]  # fmt: skip
+    write_reports(write_run(tmp_path, records, with_scores=False))
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert re.search(r"\| b \| 90\.0 \| \*\*81\.2\*\* \|", md)
+    assert re.search(r"\| a \| 90\.0 \| 81\.2 \|", md)
+    tex = (tmp_path / "leaderboard.tex").read_text()
+    assert r"b & 90.0 & \textbf{81.2}" in tex
+    assert r"a & 90.0 & \underline{81.2}" in tex
+    assert r"c & 90.0 & 50.0" in tex
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert re.search(r'data-value="0\.8124" class="best"', html)
+    assert re.search(r'data-value="0\.8121" class="second"', html)
+
+
+def test_latex_escapes_names(run_dir: Path) -> None:
+    assert latex_escape("a_b & 5% #1 $x$ {y} ~^\\") == (
+        r"a\_b \& 5\% \#1 \$x\$ \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
+    )
+    for name in ("leaderboard.tex", "leaderboard_perclass.tex"):
+        body = "\n".join(line for line in (run_dir / name).read_text().splitlines() if not line.startswith("%"))
+        assert r"deep\_svdd" in body and r"patch\%core" in body
+        assert re.search(r"(?<!\\)[_%&]", body.replace(" & ", " ")) is None
+
+
+def test_leaderboard_tex_structure(run_dir: Path) -> None:
+    tex = (run_dir / "leaderboard.tex").read_text()
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\multicolumn{4}{c}{digits}" in tex and r"\cmidrule(lr){2-5}" in tex and r"\cmidrule(lr){6-9}" in tex
+    assert "Detector & Clean & apgd & pgd 2/255 & pgd 4/255 & Clean" in tex
+    assert r"\texttt{run\_ab12}" in tex and r"$\pm$" in tex and r"$^{\dagger}$" in tex
+    perclass = (run_dir / "leaderboard_perclass.tex").read_text()
+    assert perclass.count(r"\begin{tabular}") == 6  # 2 datasets x 3 attack columns
+    assert "class 0 & " in perclass and "Mean & " in perclass
+
+
+def test_macros_are_valid_unique_and_complete(run_dir: Path) -> None:
+    lines = (run_dir / "leaderboard_macros.tex").read_text().splitlines()[1:]
+    parsed = [re.fullmatch(r"\\newcommand\{\\([A-Za-z]+)\}\{(\d+\.\d)\} % .+", line) for line in lines]
+    assert all(parsed), [line for line, m in zip(lines, parsed, strict=True) if not m]
+    names = [m.group(1) for m in parsed]
+    assert len(names) == len(set(names))
+    # per dataset: 3 detectors x 4 columns x (mean + std) + 3 pass counts
+    assert len(names) == 2 * (3 * 4 * 2 + 3)
+    macros = dict(m.groups() for m in parsed)
+    assert macros["cobraDigitsPgdFourOverTwoFiveFiveRobust"] == "70.8"
+    assert macros["deepSvddTexturesClean"] == "90.8"
+    assert macro_name("patch%core", "digits", "Clean") == "patchCoreDigitsClean"
+
+
+def test_macro_names_stay_unique_when_names_collide(tmp_path: Path) -> None:
+    records = [make_record(detector="deep-svdd"), make_record(detector="deep_svdd", robust=0.4)]
+    write_reports(write_run(tmp_path, records, with_scores=False))
+    names = re.findall(r"\\newcommand\{\\(\w+)\}", (tmp_path / "leaderboard_macros.tex").read_text())
+    assert len(names) == len(set(names)) == 6 and all(n.isalpha() for n in names)
+
+
+def test_markdown_and_csv(run_dir: Path) -> None:
+    md = (run_dir / "leaderboard.md").read_text()
+    assert "## digits" in md and "## textures" in md and "run `run_ab12`" in md
+    assert re.search(r"\| cobra \| 95\.7 ± 0\.7 \| \*\*68\.8 ± 0\.7\*\*", md)
+    assert "patch%core, apgd: possible-gradient-masking" in md and "†" in md
+    rows = list(csv.DictReader((run_dir / "leaderboard.csv").open()))
+    assert [r["detector"] for r in rows] == ["cobra", "deep_svdd", "patch%core"]
+    assert rows[0]["digits pgd 4/255"] == "70.8" and rows[0]["digits pgd 4/255 std"] == "0.7"
+    assert rows[0]["digits passes/image"] == "10.0"
+    assert "textures apgd: possible-gradient-masking" in rows[2]["flags"] and rows[0]["flags"] == ""
+
+
+def test_html_is_self_contained_and_marks_flags(run_dir: Path) -> None:
+    html = (run_dir / "leaderboard.html").read_text()
+    assert re.search(r"https?://", html) is None
+    assert re.search(r"<(link|img|iframe)\b|\bsrc=", html) is None
+    assert html.count('<table class="sortable"') == 2
+    assert re.search(r'class="flagged" title="possible-gradient-masking: [^"]+">[^<]*†</td>', html)
+    assert 'addEventListener("click"' in html
+
+
+def test_plots_are_nontrivial_pngs(run_dir: Path) -> None:
+    names = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    expected = {f"{kind}_{det}.png" for kind in ("scores", "examples") for det in ("cobra", "deep_svdd", "patch_core")}
+    assert set(names) == expected | {"robust_vs_eps_digits.png", "robust_vs_eps_textures.png"}
+    for name in names:
+        pixels = imread(run_dir / "plots" / name)
+        assert (run_dir / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+        assert pixels[..., :3].var() > 1e-3, name
+
+
+def test_report_command_regenerates_from_records_and_rejects_bad_paths(run_dir: Path, tmp_path: Path, capsys) -> None:
+    (run_dir / "leaderboard.md").unlink()
+    assert report_command(["--results", str(run_dir), "--quiet"]) == 0
+    assert (run_dir / "leaderboard.md").is_file()
+    capsys.readouterr()
+    assert report_command(["--results", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+    with pytest.raises(SystemExit) as exc:
+        report_command(["--bogus"])
+    assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_console_table_lists_every_detector() -> None:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(console_table(grid_records()))
+    text = console.export_text()
+    assert all(d in text for d in ("cobra", "deep_svdd", "patch%core")) and "68.8 ± 0.7" in text
+    board = build_leaderboard(grid_records())
+    assert board.flags == ["possible-gradient-masking"] and board.n_seeds == 2
