@@ -204,3 +204,28 @@ def test_one_sided_names() -> None:
         create_attack("pgd-in", side="out")
     with pytest.raises(UsageError):
         create_attack("nope-in")
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_square_budget_seed_and_eps_zero(norm) -> None:
+    x, is_anomaly = toy_data(shape=(1, 8, 8))
+    det = MLPScorer(64)
+    eps = 0.1 if norm == "linf" else 0.5
+    a, attack = run("square", det, x, is_anomaly, seed=3, eps=eps, norm=norm, queries=100)
+    b, _ = run("square", det, x, is_anomaly, seed=3, eps=eps, norm=norm, queries=100)
+    assert torch.equal(a, b)
+    assert attack.passes.forward == x.shape[0] * (100 + 1) and attack.passes.backward == 0
+    delta = (a - x).flatten(1)
+    dist = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert dist.max() <= eps + 1e-6 and a.min() >= 0 and a.max() <= 1
+    sign = objective_sign(is_anomaly)
+    assert (sign * det.score(a) >= sign * det.score(x)).all()
+    assert auroc(det.score(a), is_anomaly) < auroc(det.score(x), is_anomaly)
+    assert torch.equal(run("square", det, x, is_anomaly, eps=0.0, norm=norm)[0], x)
+
+
+def test_square_finds_linear_vertex() -> None:
+    w = torch.randn(16, generator=torch.Generator().manual_seed(3))
+    x, is_anomaly = toy_data()
+    x_adv, _ = run("square", LinearScorer(w), x, is_anomaly, eps=0.1, queries=400)
+    assert (x_adv - linear_optimum(x, is_anomaly, w, 0.1, "linf")).abs().max() < 1e-6
