@@ -1,0 +1,142 @@
+"""The regression gate: baselines keyed by human-readable cells, two-sided tolerances, --update."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import regress
+from bench.report.commands import check_command
+from bench.store import RunStore
+
+
+def record(cls=0, detector="cobra", attack="pgd", clean=0.9, robust=0.5, status="ok", key=None) -> dict:
+    """A minimal store record (digits, seed 0, linf, eps 4/255)."""
+    return {
+        "dataset": "digits", "normal_class": cls, "class_name": str(cls), "detector": detector, "seed": 0,
+        "attack": attack, "norm": "linf", "eps": 4 / 255, "clean_auroc": clean if status == "ok" else None,
+        "robust_auroc": robust if status == "ok" else None, "flags": [], "status": status,
+        "error": None if status == "ok" else "CUDA out of memory", "key": key or f"h{cls}{detector}{attack}",
+    }  # fmt: skip
+
+
+def write_run(run_dir: Path, records: list[dict]) -> str:
+    store = RunStore(run_dir)
+    store.write_manifest({"run_key": "r1", "preset": "smoke"})
+    for rec in records:
+        store.append_record(rec)
+    return str(run_dir)
+
+
+BASE = [record(0), record(1, robust=0.6), record(0, detector="deepsvdd", clean=0.8, robust=0.2)]
+
+
+@pytest.fixture()
+def baseline(tmp_path: Path) -> Path:
+    path = tmp_path / "baselines" / "smoke.json"
+    run = write_run(tmp_path / "base_run", BASE)
+    assert check_command(["--baseline", str(path), "--results", run, "--update"]) == 0
+    return path
+
+
+def test_baseline_is_keyed_by_readable_cells(baseline: Path) -> None:
+    data = json.loads(baseline.read_text())
+    ident = "dataset=digits class=1 detector=cobra seed=0 attack=pgd norm=linf eps=4/255"
+    assert data["cells"][ident] == {"class_name": "1", "clean_auroc": 0.9, "robust_auroc": 0.6}
+    assert data["tolerances"] == {"abs": 0.01, "rel": 0.02} and data["source"]["run_key"] == "r1"
+    assert len(data["cells"]) == 3
+
+
+def test_identical_and_within_tolerance_runs_pass(baseline: Path, tmp_path: Path, capsys) -> None:
+    moved = [record(0, robust=0.509), record(1, robust=0.591), record(0, "deepsvdd", clean=0.815, robust=0.2)]
+    assert check_command(["--baseline", str(baseline), "--results", write_run(tmp_path / "a", BASE)]) == 0
+    # 0.015 on a clean AUROC of 0.8 is within max(0.01, 0.02 * 0.8 = 0.016)
+    assert check_command(["--baseline", str(baseline), "--results", write_run(tmp_path / "b", moved)]) == 0
+    assert "regression gate passed: 3 baseline cell(s) checked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("robust", [0.52, 0.48])
+def test_a_move_beyond_tolerance_in_either_direction_fails_and_names_the_cell(
+    baseline: Path, tmp_path: Path, capsys, robust: float
+) -> None:
+    run = write_run(tmp_path / "run", [record(0, robust=robust), *BASE[1:]])
+    assert check_command(["--baseline", str(baseline), "--results", run]) == 1
+    out = capsys.readouterr().out
+    direction = "rose" if robust > 0.5 else "fell"
+    line = f"FAIL dataset=digits class=0 detector=cobra seed=0 attack=pgd norm=linf eps=4/255: robust_auroc {direction}"
+    assert f"{line} 50.00% -> {100 * robust:.2f}%" in out
+    assert out.count("FAIL ") == 1 and "FAILED (1 problem(s))" in out
+
+
+def test_clean_auroc_is_gated_too_and_cli_tolerances_override(baseline: Path, tmp_path: Path, capsys) -> None:
+    run = write_run(tmp_path / "run", [*BASE[:2], record(0, "deepsvdd", clean=0.78, robust=0.2)])
+    assert check_command(["--baseline", str(baseline), "--results", run]) == 1
+    assert "detector=deepsvdd seed=0 attack=pgd norm=linf eps=4/255: clean_auroc fell 80.00% -> 78.00%" in (
+        capsys.readouterr().out
+    )
+    assert check_command(["--baseline", str(baseline), "--results", run, "--abs-tol", "0.03"]) == 0
+    assert check_command(["--baseline", str(baseline), "--results", run, "--abs-tol", "0", "--rel-tol", "0.03"]) == 0
+
+
+def test_missing_cell_fails_and_new_cell_only_warns(baseline: Path, tmp_path: Path, capsys) -> None:
+    missing = write_run(tmp_path / "missing", BASE[:2])
+    assert check_command(["--baseline", str(baseline), "--results", missing]) == 1
+    assert "FAIL dataset=digits class=0 detector=deepsvdd" in capsys.readouterr().out
+    extra = write_run(tmp_path / "extra", [*BASE, record(2)])
+    assert check_command(["--baseline", str(baseline), "--results", extra]) == 0
+    out = capsys.readouterr().out
+    assert "WARN dataset=digits class=2 detector=cobra seed=0 attack=pgd norm=linf eps=4/255: new cell" in out
+
+
+def test_failed_records_fail_the_gate_and_block_update(baseline: Path, tmp_path: Path, capsys) -> None:
+    run = write_run(tmp_path / "run", [*BASE, record(2, status="failed")])
+    assert check_command(["--baseline", str(baseline), "--results", run]) == 1
+    assert "class=2 detector=cobra seed=0 attack=pgd norm=linf eps=4/255: the cell failed (CUDA out of memory)" in (
+        capsys.readouterr().out
+    )
+    before = baseline.read_text()
+    assert check_command(["--baseline", str(baseline), "--results", run, "--update"]) == 1
+    assert baseline.read_text() == before
+
+
+def test_update_rewrites_the_baseline_and_keeps_its_tolerances(baseline: Path, tmp_path: Path) -> None:
+    data = json.loads(baseline.read_text())
+    data["tolerances"] = {"abs": 0.005, "rel": 0.0}
+    baseline.write_text(json.dumps(data))
+    run = write_run(tmp_path / "run", [record(0, robust=0.3), *BASE[1:]])
+    assert check_command(["--baseline", str(baseline), "--results", run]) == 1
+    assert check_command(["--baseline", str(baseline), "--results", run, "--update"]) == 0
+    updated = json.loads(baseline.read_text())
+    assert updated["tolerances"] == {"abs": 0.005, "rel": 0.0}
+    assert updated["cells"]["dataset=digits class=0 detector=cobra seed=0 attack=pgd norm=linf eps=4/255"][
+        "robust_auroc"
+    ] == pytest.approx(0.3)
+    assert check_command(["--baseline", str(baseline), "--results", run]) == 0
+
+
+def test_latest_record_of_a_cell_wins_with_a_warning() -> None:
+    data = regress.build_baseline(BASE)
+    rerun = [*BASE, record(0, robust=0.9, key="new-hash")]
+    report = regress.compare(data, rerun)
+    assert not report.passed and any("several records" in w for w in report.warnings)
+    assert regress.tolerance(0.9, 0.01, 0.02) == pytest.approx(0.018)
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
+    run = write_run(tmp_path / "run", BASE)
+    assert check_command(["--baseline", str(tmp_path / "none.json"), "--results", run]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found; create it with --update" in err
+    assert check_command(["--baseline", str(tmp_path / "none.json"), "--results", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    (tmp_path / "bad.json").write_text("{")
+    assert check_command(["--baseline", str(tmp_path / "bad.json"), "--results", run]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    for argv in (["--results", run], ["--baseline", "b.json", "--results", run, "--abs-tol", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            check_command(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("run_bench.py check: error:")
