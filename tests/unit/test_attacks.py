@@ -21,13 +21,14 @@ from attacks import create_attack, list_attacks
 from attacks.base import ATTACKS, objective_sign
 from bench.errors import UsageError
 
-WHITE_BOX = ["fgsm", "pgd", "apgd", "apgd-margin"]
-FAST = {"square_queries": 200}
+WHITE_BOX = ["fgsm", "pgd", "apgd", "apgd-margin", "autoattack"]
 
 
 def run(name: str, det, x, is_anomaly, seed: int = 0, **kwargs):
     if name == "apgd-margin":
         name, kwargs = "apgd", {**kwargs, "loss": "margin"}
+    if name == "autoattack":
+        kwargs = {"square_queries": 300, **kwargs}
     attack = create_attack(name, **kwargs)
     return attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(seed)), attack
 
@@ -229,3 +230,56 @@ def test_square_finds_linear_vertex() -> None:
     x, is_anomaly = toy_data()
     x_adv, _ = run("square", LinearScorer(w), x, is_anomaly, eps=0.1, queries=400)
     assert (x_adv - linear_optimum(x, is_anomaly, w, 0.1, "linf")).abs().max() < 1e-6
+
+
+AA_FAST = {"apgd_steps": 20, "square_queries": 100}
+
+
+def test_autoattack_is_per_sample_worst_case_of_its_members() -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6), n=30)
+    det = MLPScorer(36, seed=4)
+    x_aa, attack = run("autoattack", det, x, is_anomaly, seed=2, eps=0.05, batch_size=16, **AA_FAST)
+    members = {
+        "apgd-ce": {"name": "apgd", "steps": 20},
+        "apgd-margin": {"name": "apgd", "steps": 20, "loss": "margin"},
+        "square": {"name": "square", "queries": 100},
+    }
+    sign = objective_sign(is_anomaly)
+    aa_obj = sign * det.score(x_aa)
+    member_aurocs = []
+    for options in members.values():
+        x_m, _ = run(options.pop("name"), det, x, is_anomaly, seed=2, eps=0.05, batch_size=16, **options)
+        assert (aa_obj >= sign * det.score(x_m) - 1e-6).all()
+        member_aurocs.append(auroc(det.score(x_m), is_anomaly))
+    assert auroc(det.score(x_aa), is_anomaly) <= min(member_aurocs)
+    assert set(attack.members(det)) == set(members)
+
+
+def test_autoattack_unit_linf_ball_breaks_a_differentiable_toy() -> None:
+    x, is_anomaly = toy_data(shape=(1, 6, 6), n=30)
+    det = MLPScorer(36, seed=5)
+    x_adv, _ = run("autoattack", det, x, is_anomaly, eps=1.0, **AA_FAST)
+    assert auroc(det.score(x_adv), is_anomaly) <= 0.01
+
+
+def test_autoattack_versions() -> None:
+    w = torch.randn(16, generator=torch.Generator().manual_seed(7))
+    noisy, clean = NoisyLinearScorer(w), LinearScorer(w)
+    attack = create_attack("autoattack", eps=0.1, **AA_FAST)
+    assert attack.resolve_version(clean) == "standard" and attack.resolve_version(noisy) == "rand"
+    assert "square" not in attack.members(noisy) and attack.eot_draws(noisy) == 20
+    assert all(m.config.eot_iter == 20 for m in attack.members(noisy).values())
+    plus = create_attack("autoattack", eps=0.1, version="plus", **AA_FAST)
+    assert plus.members(clean)["apgd-ce"].config.restarts == 5
+    assert plus.members(clean)["square"].config.queries == 200
+    with pytest.raises(UsageError):
+        create_attack("autoattack", version="fast")
+
+
+def test_autoattack_cost_adds_up_members() -> None:
+    x, is_anomaly = toy_data(n=8)
+    _, attack = run("autoattack", LinearScorer(torch.ones(16)), x, is_anomaly, eps=0.1, **AA_FAST)
+    apgd = 8 * (1 + 20 + 1)  # clean centring forward + 20 steps + final forward
+    square = 8 * (1 + 100)
+    assert attack.passes.backward == 2 * 8 * 20
+    assert attack.passes.forward == 2 * apgd + square + 3 * 8  # + one selection forward per member
