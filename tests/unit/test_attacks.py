@@ -283,3 +283,16 @@ def test_autoattack_cost_adds_up_members() -> None:
     square = 8 * (1 + 100)
     assert attack.passes.backward == 2 * 8 * 20
     assert attack.passes.forward == 2 * apgd + square + 3 * 8  # + one selection forward per member
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "apgd", "square", "autoattack"])
+def test_every_attack_averages_eot_draws_on_stochastic_detectors(name) -> None:
+    """Each objective evaluation of a stochastic detector costs eot_iter draws; deterministic ones cost one."""
+    w = torch.randn(16, generator=torch.Generator().manual_seed(7))
+    x, is_anomaly = toy_data(n=6)
+    budget = {"square": {"queries": 20}, "autoattack": {"version": "standard", **AA_FAST}}.get(name, {})
+    costs = {}
+    for det in (LinearScorer(w), NoisyLinearScorer(w)):
+        _, attack = run(name, det, x, is_anomaly, eps=0.1, eot_iter=3, **budget)
+        costs[det.stochastic] = (attack.passes.forward, attack.passes.backward)
+    assert costs[True] == (3 * costs[False][0], 3 * costs[False][1])
