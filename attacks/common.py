@@ -106,3 +106,20 @@ def centre_and_spread(scores: Tensor) -> tuple[Tensor, Tensor]:
     if not spread > 1e-12:
         spread = centre.abs().clamp_min(1.0)
     return centre, spread
+
+
+METRICS = ("l2", "cosine")
+
+
+def feature_distances(features: Tensor, bank: Tensor, metric: str) -> Tensor:
+    """Distances [N, M] from features [N, D] to a bank [M, D]: Euclidean or cosine (1 - cosine similarity)."""
+    if metric == "cosine":
+        return 1 - torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(bank, dim=1).T
+    return torch.cdist(features, bank)
+
+
+def paired_distance(a: Tensor, b: Tensor, metric: str) -> Tensor:
+    """Row-wise distance [N] between features a and b [N, D]: squared Euclidean or cosine distance."""
+    if metric == "cosine":
+        return 1 - torch.nn.functional.cosine_similarity(a, b, dim=1)
+    return ((a - b) ** 2).sum(dim=1)
