@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 
 from bench import regress
-from bench.report.commands import check_command
+from bench.report.commands import check_command, check_parser
 from bench.store import RunStore
 
 
@@ -140,3 +141,15 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("run_bench.py check: error:")
+
+
+def test_workflow_runs_the_smoke_preset_then_a_gate_command_the_parser_accepts() -> None:
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((Path(__file__).parents[2] / ".github/workflows/robustness.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["gate"]["steps"]]
+    smoke = next(i for i, run in enumerate(runs) if "--preset smoke" in run)
+    gate = next(i for i, run in enumerate(runs) if "run_bench.py check" in run)
+    assert smoke < gate
+    argv = shlex.split(runs[gate].replace('"$RUN_DIR"', "results/runs/ci"))
+    args = check_parser().parse_args(argv[argv.index("check") + 1 :])
+    assert args.baseline == "results/baselines/smoke.json" and not args.update
