@@ -159,6 +159,8 @@ def random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator | 
 
 def check_in_ball(x_adv: Tensor, x: Tensor, eps: float, norm: str, tol: float = 1e-5) -> None:
     """Raise if any adversarial input leaves [0, 1] or the eps-ball (a hard error, never a flag)."""
+    if x_adv.numel() == 0:
+        return
     if not torch.isfinite(x_adv).all():
         raise RuntimeError("attack produced non-finite inputs")
     if x_adv.min() < -tol or x_adv.max() > 1 + tol:
@@ -209,7 +211,7 @@ class Attack(ABC):
         x_adv = x.clone()
         device = detector.device
         attacked = torch.nonzero(sign != 0).flatten()
-        for idx in attacked.split(self.config.batch_size):
+        for idx in attacked.split(self.config.batch_size) if attacked.numel() else ():
             xb = x[idx].to(device)
             if self.config.eps > 0:
                 xb = self.attack_batch(detector, xb, sign[idx].to(device), generator).detach()

@@ -296,3 +296,11 @@ def test_every_attack_averages_eot_draws_on_stochastic_detectors(name) -> None:
         _, attack = run(name, det, x, is_anomaly, eps=0.1, eot_iter=3, **budget)
         costs[det.stochastic] = (attack.passes.forward, attack.passes.backward)
     assert costs[True] == (3 * costs[False][0], 3 * costs[False][1])
+
+
+def test_empty_and_one_sided_empty_inputs() -> None:
+    x, is_anomaly = toy_data(n=4)
+    det = MLPScorer(16)
+    assert torch.equal(run("pgd", det, x[:0], is_anomaly[:0], eps=0.1)[0], x[:0])
+    normals_only = torch.zeros(4, dtype=torch.bool)
+    assert torch.equal(run("pgd-out", det, x, normals_only, eps=0.1)[0], x)

@@ -1,0 +1,122 @@
+"""The sanity ladder: per-cell flags on toy detectors and cross-cell flags on synthetic records."""
+
+from __future__ import annotations
+
+import torch
+from test_attack_toys import LinearScorer, NoisyLinearScorer, single_thread, toy_data  # noqa: F401
+
+from attacks import create_attack
+from bench.sanity import (
+    EPS0_MISMATCH,
+    GRADIENT_MASKING,
+    NON_MONOTONE_EPS,
+    NON_MONOTONE_STEPS,
+    STOCHASTIC_NO_EOT,
+    attack_steps,
+    cell_flags,
+    grid_flags,
+    zero_gradient_share,
+)
+
+
+class DeadZoneScorer(LinearScorer):
+    """relu(w.x - t): zero gradient wherever w.x < t."""
+
+    def __init__(self, w, threshold: float) -> None:
+        super().__init__(w)
+        self.threshold = threshold
+
+    def score(self, x):
+        return torch.relu(x.flatten(1) @ self.w - self.threshold)
+
+
+def flags_for(det, attack, x, is_anomaly, clean=None):
+    x_adv = attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(0))
+    clean = det.score_batched(x).numpy() if clean is None else clean
+    return cell_flags(det, attack, x, is_anomaly, clean, det.score_batched(x_adv).numpy())
+
+
+def test_clean_cell_has_no_flags() -> None:
+    x, is_anomaly = toy_data()
+    assert flags_for(LinearScorer(torch.randn(16)), create_attack("pgd", eps=0.05), x, is_anomaly) == []
+
+
+def test_eps0_mismatch_when_clean_scores_are_not_reproduced() -> None:
+    x, is_anomaly = toy_data()
+    det = LinearScorer(torch.randn(16, generator=torch.Generator().manual_seed(1)))
+    wrong_clean = -det.score_batched(x).numpy()
+    assert EPS0_MISMATCH in flags_for(det, create_attack("pgd", eps=0.05), x, is_anomaly, wrong_clean)
+    assert EPS0_MISMATCH in flags_for(det, create_attack("pgd", eps=0.0), x, is_anomaly, wrong_clean)
+
+
+def test_stochastic_detector_without_eot_is_flagged() -> None:
+    x, is_anomaly = toy_data()
+    w = torch.randn(16, generator=torch.Generator().manual_seed(2))
+    assert STOCHASTIC_NO_EOT in flags_for(NoisyLinearScorer(w), create_attack("pgd", eps=0.05), x, is_anomaly)
+    with_eot = flags_for(NoisyLinearScorer(w), create_attack("pgd", eps=0.05, eot_iter=8), x, is_anomaly)
+    assert STOCHASTIC_NO_EOT not in with_eot
+    rand_version = create_attack("autoattack", eps=0.05, apgd_steps=2)
+    assert STOCHASTIC_NO_EOT not in flags_for(NoisyLinearScorer(w), rand_version, x, is_anomaly)
+
+
+def test_zero_gradients_reports_the_share() -> None:
+    x, is_anomaly = toy_data(n=40)
+    w = torch.ones(16)
+    det = DeadZoneScorer(w, threshold=float((x.flatten(1) @ w).quantile(0.75)))
+    share = zero_gradient_share(det, x)
+    assert abs(share - 0.75) <= 0.05
+    flags = flags_for(det, create_attack("pgd", eps=0.01), x, is_anomaly)
+    assert f"zero-gradients:{share:.2f}" in flags
+
+
+def record(attack, eps, robust, clean=0.9, steps=None, key=None, **cell):
+    base = {"dataset": "digits", "normal_class": 0, "detector": "toy", "seed": 0, "norm": "linf", "status": "ok"}
+    return {
+        **base,
+        **cell,
+        "attack": attack,
+        "eps": eps,
+        "clean_auroc": clean,
+        "robust_auroc": robust,
+        "steps": steps,
+        "key": key or f"{attack}-{eps}-{steps}-{cell}",
+    }
+
+
+def test_grid_flags_monotonicity_and_eps0() -> None:
+    records = [
+        record("pgd", 0.0, 0.8, key="zero"),
+        record("pgd", 0.01, 0.5, key="a"),
+        record("pgd", 0.02, 0.503, key="b"),  # within tolerance
+        record("pgd", 0.03, 0.6, key="c"),  # rises by 0.1 over eps 0.01
+        record("pgd", 0.04, 0.95, key="d"),  # above clean
+        record("apgd", 0.01, 0.5, steps=10, key="s10"),
+        record("apgd", 0.01, 0.4, steps=100, key="s100"),
+        record("apgd", 0.01, 0.45, steps=1000, key="s1000"),
+        record("pgd", 0.02, 0.9, key="other-class", normal_class=1),
+    ]
+    flags = grid_flags(records)
+    assert flags["zero"] == [EPS0_MISMATCH]
+    assert NON_MONOTONE_EPS in flags["c"] and NON_MONOTONE_EPS in flags["d"]
+    assert "a" not in flags and "b" not in flags and "other-class" not in flags
+    assert flags["s1000"] == [NON_MONOTONE_STEPS] and "s100" not in flags
+
+
+def test_grid_flags_gradient_masking() -> None:
+    records = [
+        record("pgd", 0.01, 0.7, key="pgd"),
+        record("apgd", 0.01, 0.68, key="apgd"),
+        record("square", 0.01, 0.6, key="square"),
+        record("autoattack", 0.01, 0.6, key="aa"),
+        record("pgd", 0.02, 0.5, key="pgd2"),
+        record("square", 0.02, 0.495, key="square2"),  # within 1 point
+        record("pgd-in", 0.01, 0.7, key="pgd-in"),
+    ]
+    flags = grid_flags(records)
+    assert {k for k, v in flags.items() if GRADIENT_MASKING in v} == {"pgd", "apgd", "square"}
+
+
+def test_attack_steps_reads_the_budget() -> None:
+    assert attack_steps(create_attack("pgd", steps=7)) == 7
+    assert attack_steps(create_attack("autoattack", apgd_steps=20)) == 20
+    assert attack_steps(create_attack("square", queries=30)) == 30
