@@ -204,14 +204,19 @@ def test_plots_are_nontrivial_pngs(run_dir: Path) -> None:
         assert pixels[..., :3].var() > 1e-3, name
 
 
-def test_report_command_regenerates_from_records_and_rejects_bad_paths(run_dir: Path, tmp_path: Path, capsys) -> None:
-    (run_dir / "leaderboard.md").unlink()
-    assert report_command(["--results", str(run_dir), "--quiet"]) == 0
-    assert (run_dir / "leaderboard.md").is_file()
+def test_report_command_regenerates_from_records_and_rejects_bad_paths(tmp_path: Path, capsys) -> None:
+    run = write_run(tmp_path / "run", [make_record(detector="a"), make_record(detector="b")], with_scores=False)
+    assert report_command(["--results", str(run), "--quiet"]) == 0
+    (run / "leaderboard.md").unlink()
+    assert report_command(["--results", str(run), "--quiet"]) == 0
+    assert (run / "leaderboard.md").is_file() and (run / "plots" / "robust_vs_eps_digits.png").is_file()
     capsys.readouterr()
     assert report_command(["--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
+    (tmp_path / "empty").mkdir()
+    assert report_command(["--results", str(tmp_path / "empty")]) == 2
+    assert "has no records" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         report_command(["--bogus"])
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
