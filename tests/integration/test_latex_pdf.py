@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(
 
 DOCUMENT = r"""\documentclass{article}
 \usepackage[T1]{fontenc}
+\usepackage{lmodern}
 \usepackage{booktabs}
 \usepackage[margin=1cm,landscape]{geometry}
 \begin{document}
