@@ -12,21 +12,28 @@ from typing import Any
 from bench.config import format_eps
 from bench.metrics import Summary, aggregate_clean, aggregate_robust, passes_per_image
 
-#: What each sanity flag means, for legends and tooltips (unknown flags are shown by name).
+#: What each sanity flag (bench/sanity.py) means, for legends and tooltips; unknown flags are shown by name.
 FLAG_DESCRIPTIONS = {
-    "possible-gradient-masking": "a black-box or transfer check beat the gradient attack (gradients may be masked)",
+    "possible-gradient-masking": "a gradient-free attack (Square) beat the white-box attacks (gradients may be masked)",
     "eps0-mismatch": "the attack at eps=0 did not reproduce the clean AUROC",
-    "stochastic-no-eot": "the detector's score is random but the attack did not use EOT",
-    "non-monotone-eps": "robust AUROC rose with a larger budget (the attack is not converging)",
-    "zero-gradients": "the score's gradients were zero for some inputs",
+    "stochastic-no-eot": "a stochastic detector was attacked with one random draw per step (no EOT)",
+    "non-monotone-eps": "robust AUROC rose with a larger eps (the attack may not have converged)",
+    "non-monotone-steps": "robust AUROC rose with more attack steps (the attack may not have converged)",
+    "zero-gradients": "many inputs had all-zero or non-finite score gradients (the number is their share)",
     "incomplete": "some cells of this average failed; the mean covers fewer classes",
 }
 FLAG_MARK = "†"
 
 
+def flag_base(flag: str) -> str:
+    """A flag without its detail: ``zero-gradients:0.42`` -> ``zero-gradients``."""
+    return flag.split(":", 1)[0]
+
+
 def describe_flag(flag: str) -> str:
     """``flag: explanation`` for a legend or tooltip."""
-    return f"{flag}: {FLAG_DESCRIPTIONS[flag]}" if flag in FLAG_DESCRIPTIONS else flag
+    description = FLAG_DESCRIPTIONS.get(flag_base(flag))
+    return f"{flag}: {description}" if description else flag
 
 
 def pct(value: float) -> str:
@@ -97,8 +104,8 @@ class Leaderboard:
 
     @property
     def flags(self) -> list[str]:
-        """Every flag that appears in any table, sorted."""
-        return sorted({f for t in self.tables for _, _, flags in t.flagged() for f in flags})
+        """Every kind of flag (details such as a share dropped) that appears in any table, sorted."""
+        return sorted({flag_base(f) for t in self.tables for _, _, flags in t.flagged() for f in flags})
 
 
 def column_labels(attacks: list[tuple[str, str, float]]) -> list[str]:

@@ -222,6 +222,18 @@ def test_report_command_regenerates_from_records_and_rejects_bad_paths(tmp_path:
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_flags_with_details_keep_them_in_tooltips_and_group_them_in_legends(tmp_path: Path) -> None:
+    records = [make_record(cls=0, flags=["zero-gradients:0.42"]), make_record(cls=1, flags=["zero-gradients:0.13"]),
+               make_record(detector="b", robust=0.1)]  # fmt: skip
+    write_reports(write_run(tmp_path, records, with_scores=False))
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert 'title="zero-gradients:0.13: many inputs had all-zero' in html and "; zero-gradients:0.42: many" in html
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "- zero-gradients: many inputs had all-zero" in md
+    assert "cobra, pgd: zero-gradients:0.13, zero-gradients:0.42" in md
+    assert build_leaderboard(records).flags == ["zero-gradients"]
+
+
 def test_console_table_lists_every_detector() -> None:
     from rich.console import Console
 
