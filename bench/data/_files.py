@@ -1,4 +1,4 @@
-"""Shared file handling for the on-disk loaders: data-root resolution, cache root, image reading with resizing."""
+"""Shared file handling for the on-disk loaders: data-root resolution and image reading with resizing."""
 
 from __future__ import annotations
 
@@ -16,19 +16,11 @@ from bench.errors import DataNotFoundError
 
 #: Where the loaders look when no --data-root is given (relative to the working directory).
 DEFAULT_DATA_ROOT = "data"
-#: Environment variable naming the cache root of the whole project.
-CACHE_ENV = "ROBUST_AD_BENCH_CACHE"
 
 
 def data_root(root: str | os.PathLike | None) -> Path:
     """The user's data root, or ``./data`` when none is given."""
     return Path(root if root is not None else DEFAULT_DATA_ROOT).expanduser()
-
-
-def cache_root() -> Path:
-    """The project's cache root: ``$ROBUST_AD_BENCH_CACHE`` or ``~/.cache/robust-ad-bench``."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "robust-ad-bench"
 
 
 def find_data_dir(dataset: str, candidates: Sequence[Path], has_data: Callable[[Path], bool], needs: str) -> Path:
@@ -72,6 +64,7 @@ def read_images(paths: Sequence[Path], mode: str, size: tuple[int, int]) -> Tens
     pixels = np.empty((len(paths), size[1], size[0], channels), dtype=np.uint8)
     for i, path in enumerate(paths):
         with Image.open(path) as image:
+            image.draft(mode, size)  # JPEG only: decode directly at a reduced scale that is still >= size
             converted = image.convert(mode)
             if converted.size != size:
                 converted = converted.resize(size, Image.Resampling.BILINEAR)

@@ -15,9 +15,7 @@ from bench.data._files import data_root, find_data_dir
 from bench.data.base import Dataset, one_class_by_label, register_dataset
 
 SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
-SVHN_HOW_TO_GET = (
-    "download train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/ into <data-root>/svhn"
-)
+SVHN_HOW_TO_GET = "download both from http://ufldl.stanford.edu/housenumbers/ into <data-root>/svhn"
 
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:

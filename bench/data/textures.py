@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.data._files import cache_root
 from bench.data.base import register_dataset
 from bench.data.mvtec import MVTecAD
+from bench.errors import UsageError
 
 #: Bump when the generated pixels change, so stale caches are not reused.
 TEXTURES_VERSION = "v1"
@@ -189,7 +189,9 @@ def generate_textures(out_dir: Path, seed: int = GENERATION_SEED) -> None:
 
 
 def default_textures_dir() -> Path:
-    """``<cache root>/textures-<version>``."""
+    """``<cache root>/textures-<version>``, the cache root being the project's (``bench.cache.cache_root``)."""
+    from bench.cache import cache_root  # imported here: bench.cache itself imports bench.data
+
     return cache_root() / f"textures-{TEXTURES_VERSION}"
 
 
@@ -202,8 +204,14 @@ def ensure_textures(target: Path | None = None) -> Path:
     target = target or default_textures_dir()
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as error:
+        raise UsageError(
+            f"cannot write the textures cache in {target.parent.absolute()} ({error.strerror}); "
+            "set ROBUST_AD_BENCH_CACHE to a writable folder"
+        ) from None
     try:
         generate_textures(staging)
         os.rename(staging, target)

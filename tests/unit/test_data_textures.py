@@ -12,6 +12,7 @@ from PIL import Image
 import bench.data.textures as textures
 from bench.data import load_split
 from bench.data.mvtec import png_files
+from bench.errors import UsageError
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -110,3 +111,11 @@ def test_interrupted_generation_leaves_no_tree(cache, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         load_split("textures", "brick")
     assert list(cache.iterdir()) == []
+
+
+def test_unwritable_cache_is_a_usage_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("ROBUST_AD_BENCH_CACHE", str(blocker / "cache"))
+    with pytest.raises(UsageError, match="ROBUST_AD_BENCH_CACHE"):
+        load_split("textures", "brick")

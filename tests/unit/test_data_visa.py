@@ -104,3 +104,17 @@ def test_missing_category_names_the_paths(tmp_path):
     with pytest.raises(DataNotFoundError) as info:
         load_split("visa", "fryum", root=str(tmp_path))
     assert str(tmp_path / "visa" / "fryum") in str(info.value)
+
+
+def test_large_jpegs_are_decoded_at_reduced_scale_without_changing_content(tmp_path):
+    from bench.data._files import read_images
+
+    rows, cols = np.mgrid[0:480, 0:640]
+    pixels = np.stack([rows * 255 // 479, cols * 255 // 639, np.full_like(rows, 90)], axis=-1).astype(np.uint8)
+    path = tmp_path / "big.JPG"
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95)
+    fast = read_images([path], "RGB", (40, 40))
+    with Image.open(path) as image:
+        full = np.asarray(image.convert("RGB").resize((40, 40), Image.Resampling.BILINEAR), dtype=np.float32) / 255
+    assert fast.shape == (1, 3, 40, 40)
+    assert np.abs(fast[0].permute(1, 2, 0).numpy() - full).max() < 0.05
