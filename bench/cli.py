@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default results/runs/<preset>-<grid hash>)")
     p.add_argument("--executor", help="serial | local | slurm (default serial)")
     p.add_argument("--devices", help="devices for the executor, e.g. cuda:0,cuda:1 or cpu,cpu")
+    p.add_argument("--threads", type=int, help="CPU threads per cell, fixed for reproducible numbers (default 1)")
+    p.add_argument("--slurm-partition", help="Slurm partition (--executor slurm)")
+    p.add_argument("--slurm-time", help="Slurm time limit per job, e.g. 60 or 02:00:00 (default 60 minutes)")
+    p.add_argument("--slurm-gpus-per-job", type=int, help="GPUs per Slurm job (default 0: CPU jobs)")
+    p.add_argument("--array-parallelism", type=int, help="Slurm array jobs running at once (default 64)")
+    p.add_argument("--plan", action="store_true", help="print the job matrix with estimated time and run nothing")
     p.add_argument("--force", action="store_true", help="recompute cells and refit detectors already done")
     p.add_argument("--list", action="store_true", help="list detectors, attacks, datasets, presets and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
@@ -71,8 +77,19 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg.executor = args.executor or cfg.executor
     cfg.devices = split_names(args.devices)
     cfg.force, cfg.quiet = args.force, args.quiet
+    cfg.executor_options.update(executor_options_from_args(args, cfg.executor))
     cfg.out = args.out or f"results/runs/{cfg.preset}-{grid_hash(cfg)}"
     return cfg
+
+
+def executor_options_from_args(args: argparse.Namespace, executor: str) -> dict:
+    """The executor flags that were given (the --slurm-* ones only with --executor slurm)."""
+    slurm = {"partition": args.slurm_partition, "time": args.slurm_time, "gpus_per_job": args.slurm_gpus_per_job,
+             "array_parallelism": args.array_parallelism}  # fmt: skip
+    given = {k: v for k, v in slurm.items() if v is not None}
+    if given and executor != "slurm":
+        raise UsageError("--slurm-* and --array-parallelism flags need --executor slurm")
+    return {**given, **({"threads": args.threads} if args.threads is not None else {})}
 
 
 def grid_hash(cfg: RunConfig) -> str:
@@ -114,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print_listing()
             return 0
-        from bench.session import run_benchmark
+        from bench.session import print_plan, run_benchmark
 
-        return run_benchmark(run_config_from_args(args), argv)
+        return (print_plan if args.plan else run_benchmark)(run_config_from_args(args), argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,10 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.cache import CheckpointCache
 from bench.config import RunConfig
 from bench.data import load_split
-from bench.executors import create_executor
+from bench.executors import Executor, create_executor
 from bench.grid import FitGroup, build_grid
+from bench.history import TimingHistory
+from bench.plan import format_plan, plan_groups
 from bench.progress import Progress
 from bench.runner import GroupResult
 from bench.store import RunStore
@@ -69,7 +72,9 @@ def device_names(devices: list[str] | None) -> list[str]:
     return names
 
 
-def build_manifest(cfg: RunConfig, argv: list[str], groups: list[FitGroup]) -> dict[str, Any]:
+def build_manifest(
+    cfg: RunConfig, argv: list[str], groups: list[FitGroup], executor: Executor | None = None
+) -> dict[str, Any]:
     from bench.cli import grid_hash
 
     return {
@@ -83,6 +88,7 @@ def build_manifest(cfg: RunConfig, argv: list[str], groups: list[FitGroup]) -> d
         "host": platform.node(),
         "user": getpass.getuser(),
         "devices": device_names(cfg.devices),
+        "executor": executor.describe() if executor is not None else {"name": cfg.executor},
         "seeds": cfg.seeds,
         "n_fit_jobs": len(groups),
         "n_cells": sum(len(g.evals) for g in groups),
@@ -121,12 +127,14 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
     groups = build_grid(cfg)
     preflight(cfg, groups)
     store = RunStore(cfg.out)
-    manifest = build_manifest(cfg, argv, groups)
+    executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
+    manifest = build_manifest(cfg, argv, groups, executor)
     store.write_manifest({**store.read_manifest(), **manifest})
     progress = Progress(enabled=None if not cfg.quiet else False)
-    executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
+    history = TimingHistory()
     with progress.session():
-        results = executor.run(groups, store, force=cfg.force, progress=progress)
+        results = executor.run(groups, store, force=cfg.force, progress=progress, on_result=history.add_result)
+    history.save()
     seconds = time.perf_counter() - start
     store.write_manifest(
         {
@@ -147,6 +155,15 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def print_plan(cfg: RunConfig, argv: list[str]) -> int:
+    """``--plan``: print the job matrix (cached fits, finished cells, estimated time) and run nothing."""
+    groups = build_grid(cfg)
+    executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
+    planned = plan_groups(groups, RunStore(cfg.out), force=cfg.force, cache=CheckpointCache())
+    print(format_plan(planned, executor.parallelism))
+    return 0
 
 
 def write_outputs(store: RunStore, records: list[dict[str, Any]], quiet: bool) -> None:
