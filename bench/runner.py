@@ -143,10 +143,14 @@ def run_cell(
     """Attack the test set, score it once, save per-sample scores; returns the record's measured fields."""
     attack = job.build_attack()
     is_anomaly = split.test_is_anomaly
-    start = time.perf_counter()
-    x_adv = attack.perturb(detector, split.test, is_anomaly, generator=generator_for("attack", key))
-    attack_seconds = time.perf_counter() - start
-    adv = check_scores(detector.score_batched(x_adv), "adversarial")
+
+    def attack_and_score() -> tuple[torch.Tensor, float, np.ndarray]:
+        start = time.perf_counter()
+        x_adv = attack.perturb(detector, split.test, is_anomaly, generator=generator_for("attack", key))
+        attack_seconds = time.perf_counter() - start
+        return x_adv, attack_seconds, check_scores(detector.score_batched(x_adv), "adversarial")
+
+    x_adv, attack_seconds, adv = halving_batches_on_oom(attack_and_score, attack, detector)
     examples = example_indices(is_anomaly)
     store.save_scores(
         key,
@@ -165,6 +169,30 @@ def run_cell(
         "backbone_passes": (attack.passes.forward + attack.passes.backward) * passes,
         "flags": [],
     }
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A CUDA out-of-memory error, or a CPU allocation failure."""
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
+
+
+def halving_batches_on_oom(fn: Any, attack: Any, detector: Any) -> Any:
+    """``fn()``, retried after each out-of-memory with the attack's ``batch_size`` and the detector's
+    ``score_batch_size`` halved (pass counts restart), until both are 1; then the error is raised."""
+    while True:
+        try:
+            return fn()
+        except Exception as error:
+            sizes = (attack.config.batch_size, detector.config.score_batch_size)
+            if not is_out_of_memory(error) or sizes == (1, 1):
+                raise
+        attack.config.batch_size, detector.config.score_batch_size = (max(1, size // 2) for size in sizes)
+        attack.passes.forward = attack.passes.backward = 0
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def example_indices(is_anomaly: torch.Tensor) -> torch.Tensor:
