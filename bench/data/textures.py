@@ -214,6 +214,7 @@ def ensure_textures(target: Path | None = None) -> Path:
         ) from None
     try:
         generate_textures(staging)
+        staging.chmod(0o755)  # mkdtemp creates it private; the finished tree is an ordinary readable folder
         os.rename(staging, target)
     except OSError:
         if not target.is_dir():
