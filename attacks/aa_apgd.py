@@ -17,6 +17,8 @@ class AutoAttackAPGD(Attack):
     """Reference APGD-ce, perturb(best_loss=True) (cross-check; needs the xcheck extra)."""
 
     Config = LibraryAPGDConfig
+    #: Left out of `--attacks all`: needs the optional xcheck libraries.
+    cross_check = True
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         library = autoattack_module("autopgd_base")

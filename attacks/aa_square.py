@@ -27,6 +27,8 @@ class AutoAttackSquare(Attack):
     """Reference Square Attack, margin loss with a label offset (cross-check; needs the xcheck extra)."""
 
     Config = LibrarySquareConfig
+    #: Left out of `--attacks all`: needs the optional xcheck libraries.
+    cross_check = True
     white_box = False
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -42,7 +42,8 @@ def split_side(name: str) -> tuple[str, str]:
 class AttackRegistry(Registry):
     """The attack registry: also resolves one-sided names (``<attack>-in`` / ``<attack>-out``) to their attack.
 
-    ``names()`` and ``"all"`` list the registered attacks only; suffixed names are accepted wherever a name is.
+    ``names()`` and ``"all"`` list the registered attacks only (``"all"`` leaves out the cross-check backends, which
+    need optional libraries); suffixed names are accepted wherever a name is.
     """
 
     def _base_name(self, name: str) -> str:
@@ -62,7 +63,9 @@ class AttackRegistry(Registry):
         variants = [f"{n}{suffix}" for n in self.names() for suffix in SIDE_SUFFIXES]
         out: list[str] = []
         for part in filter(None, parts):
-            if part in self and part != "all":
+            if part == "all":
+                matches = [n for n in self.names() if not getattr(self._entries[n], "cross_check", False)]
+            elif part in self:
                 matches = [part]
             elif any(ch in part for ch in "*?[") and not fnmatch.filter(self.names(), part):
                 matches = fnmatch.filter(variants, part)

@@ -28,6 +28,8 @@ class TorchattacksAPGD(Attack):
     """torchattacks APGD-ce, perturb(best_loss=True) (cross-check; needs the xcheck extra)."""
 
     Config = LibraryAPGDConfig
+    #: Left out of `--attacks all`: needs the optional xcheck libraries.
+    cross_check = True
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         torchattacks = import_library("torchattacks")

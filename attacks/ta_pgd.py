@@ -26,6 +26,8 @@ class TorchattacksPGD(Attack):
     """torchattacks PGD/PGDL2 on the signed score (cross-check; needs the xcheck extra)."""
 
     Config = TorchattacksPGDConfig
+    #: Left out of `--attacks all`: needs the optional xcheck libraries.
+    cross_check = True
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         torchattacks = import_library("torchattacks")

@@ -199,7 +199,8 @@ def test_one_sided_names() -> None:
     assert torch.equal(x_out[~is_anomaly], x[~is_anomaly])
     assert ATTACKS.expand("pgd-in,pgd") == ["pgd-in", "pgd"]
     assert "pgd-out" in ATTACKS.expand("*-out")
-    assert "pgd-in" not in ATTACKS.expand("all")
+    assert "pgd-in" not in ATTACKS.expand("all") and "pgd" in ATTACKS.expand("all")
+    assert "ta-pgd" not in ATTACKS.expand("all") and ATTACKS.expand("ta-*")[0] == "ta-apgd"
     assert "pgd-in" in list_attacks()["pgd"]
     with pytest.raises(UsageError):
         create_attack("pgd-in", side="out")
