@@ -88,25 +88,29 @@ def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: st
 
 
 def squared_distances(query: Tensor, bank: Tensor) -> Tensor:
-    """Pairwise squared Euclidean distances [Q, B] (clamped at 0; differentiable w.r.t. both)."""
-    sq = query.pow(2).sum(1, keepdim=True) - 2 * query @ bank.T + bank.pow(2).sum(1).unsqueeze(0)
-    return sq.clamp_min(0.0)
+    """Pairwise squared Euclidean distances [Q, B] (differentiable w.r.t. both; may dip below 0 by rounding)."""
+    return query.pow(2).sum(1, keepdim=True) - 2 * query @ bank.T + bank.pow(2).sum(1).unsqueeze(0)
 
 
 def knn_distance(query: Tensor, bank: Tensor, k: int, chunk_size: int = 4096) -> Tensor:
     """Mean squared L2 distance [Q] from each query row to its ``k`` nearest rows of ``bank``.
 
-    The bank is scanned in chunks (each keeps its own k nearest), so memory stays at Q x chunk_size; the result
-    is differentiable w.r.t. ``query`` (gradients flow through the selected distances).
+    The bank is scanned in chunks of ``chunk_size`` rows (each keeps its running k nearest) and the queries in
+    chunks of the same size, so each distance block is at most chunk_size^2; autograd keeps only the selected
+    indices per block, so the result stays differentiable w.r.t. ``query`` at small memory cost.
     """
+    if bank.shape[0] == 0:
+        raise RuntimeError("empty feature bank: fit the detector (or load its state) before scoring")
     k = min(k, bank.shape[0])
-    best: Tensor | None = None
-    for chunk in bank.split(chunk_size):
-        dist = squared_distances(query, chunk)
-        candidates = dist if best is None else torch.cat([best, dist], dim=1)
-        best = candidates.topk(min(k, candidates.shape[1]), dim=1, largest=False).values
-    assert best is not None, "empty feature bank"
-    return best.mean(1)
+    out = []
+    for rows in query.split(chunk_size):
+        best: Tensor | None = None
+        for chunk in bank.split(chunk_size):
+            dist = squared_distances(rows, chunk)
+            candidates = dist if best is None else torch.cat([best, dist], dim=1)
+            best = candidates.topk(min(k, candidates.shape[1]), dim=1, largest=False).values
+        out.append(best.clamp_min(0.0).mean(1))
+    return torch.cat(out)
 
 
 @dataclass
