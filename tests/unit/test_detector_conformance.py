@@ -17,7 +17,15 @@ from bench.data import load_split
 from bench.errors import UsageError
 from detectors import DETECTORS, Detector, create_detector, list_detectors
 
-CSI_TINY = {"epochs": 1, "max_train": 48, "batch_size": 24, "warmup_epochs": 1, "width": 8, "blocks": [1, 1, 1, 1], "score_samples": 2}
+CSI_TINY = {
+    "epochs": 1,
+    "max_train": 48,
+    "batch_size": 24,
+    "warmup_epochs": 1,
+    "width": 8,
+    "blocks": [1, 1, 1, 1],
+    "score_samples": 2,
+}
 #: Per-detector overrides that make a fit take a few seconds on 8x8 digits (on 2 CPU cores).
 TINY: dict[str, dict] = {
     "deepsvdd": {"epochs": 20, "widths": (8, 16), "rep_dim": 16},
