@@ -1,0 +1,129 @@
+"""Time and peak memory of one PGD step on COBRA's ensemble score against the bare backbone passes it implies.
+
+One PGD step = score forward + input gradient for a batch of 64 CIFAR-shaped images with T=10 augmentations and
+K=4 rotations, i.e. T*K*64 = 2560 backbone passes forward and backward. The bare reference runs exactly those
+passes (the same augmented images, same chunking) through the backbone alone, with input gradients. Each
+measurement runs in a fresh subprocess so that its peak memory (ru_maxrss on CPU, max_memory_allocated on CUDA)
+is its own; times are the median of ``--repeats`` runs.
+
+    python benchmarks/bench_cobra_score.py                       # narrow net on CPU (width 16)
+    python benchmarks/bench_cobra_score.py --width 64 --device cuda   # the paper's ResNet-18
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detectors.augment import augment_view
+from detectors.cobra import COBRA, COBRAConfig
+
+BATCH, T, BANK = 64, 10, 5000
+
+
+def make_detector(args: argparse.Namespace) -> COBRA:
+    """A COBRA detector of the requested size with a random (normalised) bank of BANK training images."""
+    config = COBRAConfig(width=args.width, blocks=args.blocks, score_samples=T, max_memory_mb=args.memory_mb)
+    det = COBRA(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        det.setup((3, 32, 32))
+    generator = torch.Generator().manual_seed(1)
+    bank = F.normalize(torch.randn(BANK, 4, det.feature_bank.shape[1] // 4, generator=generator), dim=2)
+    det.feature_bank = bank.flatten(1)
+    return det.to(args.device).eval()
+
+
+def synchronise(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def pgd_step(det: COBRA, x: torch.Tensor) -> None:
+    xr = x.clone().requires_grad_(True)
+    torch.autograd.grad(det.score(xr).sum(), xr)
+
+
+def bare_passes(det: COBRA, x: torch.Tensor) -> None:
+    """The T*K*N backbone passes of the score, forward and backward to the input, in the score's chunks."""
+    for part in x.split(det._images_per_chunk()):
+        leaf = part.clone().requires_grad_(True)
+        views = [
+            augment_view(leaf, det.shift, k, det._eval_params[t][k], crop=det.crop).detach().requires_grad_(True)
+            for t in range(T)
+            for k in range(4)
+        ]
+        batch = torch.cat(views)
+        torch.autograd.grad(det.net.backbone(batch).sum(), batch)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run one kind of step ``args.repeats`` times in this process; times and peak memory."""
+    det = make_detector(args)
+    x = torch.rand(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(2)).to(args.device)
+    step = pgd_step if args.measure == "pgd" else bare_passes
+    with torch.no_grad():
+        det.score(x[:2])  # warm-up
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    times = []
+    for _ in range(args.repeats):
+        synchronise(args.device)
+        start = time.perf_counter()
+        step(det, x)
+        synchronise(args.device)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+    if args.device.startswith("cuda"):
+        peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    return {"median_s": statistics.median(times), "times": times, "peak_mb": peak, "chunk": det._images_per_chunk()}
+
+
+def run_child(kind: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--measure", kind, "--width", str(args.width), "--device", args.device]
+    cmd += ["--repeats", str(args.repeats), "--blocks", *map(str, args.blocks)]
+    if args.memory_mb is not None:
+        cmd += ["--memory-mb", str(args.memory_mb)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=16, help="ResNet-18 width (64 = the paper's)")
+    parser.add_argument("--blocks", type=int, nargs=4, default=[2, 2, 2, 2])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-mb", type=float, default=None, help="score memory budget (default: derived)")
+    parser.add_argument("--measure", choices=["pgd", "bare"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args)))
+        return
+    print(f"COBRA score PGD step: batch {BATCH}, T={T}, K=4 ({T * 4 * BATCH} backbone passes), bank {BANK}")
+    print(f"backbone: ResNet-18 width {args.width} blocks {args.blocks} on {args.device}; median of {args.repeats}")
+    print("released code (rohban-lab/COBRA) is not available locally: no side-by-side run against it")
+    pgd, bare = run_child("pgd", args), run_child("bare", args)
+    print(f"{'':12s}{'median s':>10s}{'peak MB':>10s}")
+    for name, result in (("PGD step", pgd), ("bare passes", bare)):
+        print(f"{name:12s}{result['median_s']:10.3f}{result['peak_mb']:10.0f}")
+    print(f"images per chunk: {pgd['chunk']}")
+    print(f"time ratio PGD step / bare passes: {pgd['median_s'] / bare['median_s']:.3f} (target <= 1.05)")
+    print(f"peak memory of a PGD step: {pgd['peak_mb'] / 1024:.2f} GB (target <= 4 GB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""CSI (Tack et al., NeurIPS 2020): contrastive learning on distributionally shifted instances, ensemble score.
+
+``ShiftedContrastiveDetector`` holds everything CSI and COBRA share: the network (ResNet-18 + projection head +
+shift classifier), the training loop (SGD, warm-up then cosine per iteration), the fitted feature bank and the
+memory-bounded ensemble score of the released COBRA ``evaluation/eval.py`` (which is CSI's "CSI" score):
+
+    normality(x) = 1/K sum_k [ w_sim_k * max_m <zbar_k(x), axis_k,m> + w_shi_k * logit_k(x)[k] ]
+
+where zbar_k(x) is the unnormalised projection averaged over T fixed-seed augmentations of x under shift k,
+axis_k the L2-normalised training means and the weights the inverses of their training averages. The
+detector's score is ``-normality`` (higher = more anomalous).
+
+Deviations from the released code, all documented where they happen:
+- the test augmentations are drawn once per (augmentation index t, shift k) from a generator seeded with
+  ``score_seed + t`` and shared by every image, so an image's score depends on nothing but the image (the
+  released code seeds per batch, so a test image's augmentation depends on its position in the batch). The
+  score is therefore deterministic and ``stochastic = False``;
+- plain SGD instead of LARS (the released code silently falls back to SGD when torchlars is missing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.progress import NULL_PROGRESS, Progress
+from detectors.augment import (
+    LOW_RES_MAX,
+    Shift,
+    ViewParams,
+    augment_view,
+    draw_view,
+    nt_xent,
+    resolve_shift,
+    shifted_views,
+)
+from detectors.base import Detector, DetectorConfig, register_detector
+from detectors.common import resolve_generator, seeded_init
+from detectors.nets import ResNet18
+
+DEFAULT_MEMORY_CAP_MB = 2048.0
+BYTES_PER_FLOAT = 4
+AUTOGRAD_FACTOR = 2  # saved activations per module output during a backward pass (inputs + outputs)
+
+
+@dataclass
+class CSIConfig(DetectorConfig):
+    """CSI hyperparameters (released defaults; the paper presets choose epochs and sizes).
+
+    Attributes:
+        epochs / batch_size / lr: training length, images per step (each expanded to 2 views x K shifts), peak lr.
+        momentum / weight_decay / warmup_epochs: SGD settings; the lr rises from lr/10 to lr over the warm-up
+            (the released GradualWarmup x10), then follows a cosine to 0, stepped every iteration.
+        stem: ResNet stem, ``"auto"`` = cifar up to 64 px, imagenet above.
+        width / blocks: ResNet-18 width (64 in the paper) and blocks per stage ((2,2,2,2) in the paper).
+        proj_dim: projection output size; None = 2 * width (128 at width 64, the released 512-512-128 head).
+        temperature: NT-Xent temperature.
+        shift: pseudo-anomaly family, ``"rotation"`` | ``"cutpaste"`` | ``"auto"`` (rotation up to 64 px).
+        crop: resized crop in the SimCLR augmentation, ``"auto"`` = on up to 64 px (the released code has no
+            crop for MVTec/DAGM/ImageNet).
+        score_samples: T, augmentations averaged per shift in the test score (10 released).
+        score_crop_scale: fixed crop scale of the test augmentations (0.54 released).
+        score_seed: seed of the fixed test augmentations (augmentation t uses score_seed + t).
+        max_train: seeded subsample of the training images (None = all).
+        max_memory_mb: activation memory budget of the chunked score; None = derived from the device.
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    warmup_epochs: int = 10
+    stem: str = "auto"
+    width: int = 64
+    blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    proj_dim: int | None = None
+    temperature: float = 0.5
+    shift: str = "rotation"
+    crop: str | bool = "auto"
+    score_samples: int = 10
+    score_crop_scale: float = 0.54
+    score_seed: int = 0
+    max_train: int | None = None
+    max_memory_mb: float | None = None
+
+
+class ShiftContrastNet(nn.Module):
+    """ResNet-18 with a projection head (D-D-proj_dim) and a linear shift classifier (D-K)."""
+
+    def __init__(self, in_channels: int, stem: str, width: int, blocks: tuple[int, ...], proj_dim: int, k: int):
+        super().__init__()
+        self.backbone = ResNet18(in_channels, stem=stem, width=width, blocks=tuple(blocks))
+        dim = self.backbone.out_dim
+        self.projection = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, proj_dim))
+        self.shift_head = nn.Linear(dim, k)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Unnormalised projection [N, proj_dim] and shift logits [N, K]."""
+        h = self.backbone(x)
+        return self.projection(h), self.shift_head(h)
+
+
+class _PerSampleGradient(torch.autograd.Function):
+    """Chunked evaluation of a per-sample function f(x) -> [N, m] with its input gradient, in bounded memory.
+
+    Each output row depends only on its own input image (eval-mode BatchNorm, augmentations shared by all
+    images), so the gradient of any loss sum_i g_i . f(x_i) is g_i . df(x_i)/dx_i. Forward evaluates f chunk by
+    chunk and immediately back-propagates each output column of the chunk to its inputs, keeping only these
+    per-sample gradients (the size of x); backward scales them by the incoming gradient. One forward and m
+    backward passes per image in total, and the activations of a single chunk in memory at any time.
+    Gradients flow to x only (not to the network weights) and double backward is not supported.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, fn, chunk: int) -> Tensor:  # type: ignore[override]
+        outputs, grads = [], []
+        for part in x.split(chunk):
+            with torch.enable_grad():
+                leaf = part.detach().requires_grad_(True)
+                out = fn(leaf)
+                columns = out.shape[1]
+                jac = [
+                    torch.autograd.grad(out[:, j].sum(), leaf, retain_graph=j < columns - 1)[0] for j in range(columns)
+                ]
+            outputs.append(out.detach())
+            grads.append(torch.stack(jac, 1))
+        ctx.save_for_backward(torch.cat(grads))
+        return torch.cat(outputs)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        (jac,) = ctx.saved_tensors
+        return (grad_out.view(*grad_out.shape, 1, 1, 1) * jac).sum(1), None, None
+
+
+def default_memory_mb(device: torch.device) -> float:
+    """Half the free CUDA memory, or a quarter of the available RAM, capped at 2 GB."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return min(DEFAULT_MEMORY_CAP_MB, free / 2**20 / 2)
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return min(DEFAULT_MEMORY_CAP_MB, int(line.split()[1]) / 1024 / 4)
+    return DEFAULT_MEMORY_CAP_MB
+
+
+def activation_bytes_per_image(net: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Bytes of module outputs one image produces in ``net`` (measured with hooks), times the autograd factor."""
+    total = 0
+
+    def count(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal total
+        for tensor in output if isinstance(output, tuple) else (output,):
+            if isinstance(tensor, Tensor):
+                total += tensor.numel()
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    was_training = net.training
+    try:
+        net.eval()
+        with torch.no_grad():
+            param = next(net.parameters())
+            net(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+        net.train(was_training)
+    return total * BYTES_PER_FLOAT * AUTOGRAD_FACTOR
+
+
+def max_similarity(z: Tensor, bank: Tensor, rows: int) -> Tensor:
+    """max_m <z_i, bank_m> for every row of ``z``, comparing against ``rows`` bank entries at a time."""
+    best = None
+    for part in bank.split(rows):
+        sims = (z @ part.t()).amax(1)
+        best = sims if best is None else torch.maximum(best, sims)
+    return best if best is not None else z.new_full((z.shape[0],), float("-inf"))
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """lr factor per iteration: linear 0.1 -> 1 over the warm-up (GradualWarmup x10), then cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return 0.1 + 0.9 * step / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class ShiftedContrastiveDetector(Detector):
+    """Shared base of CSI and COBRA: network, training loop, feature bank and the chunked ensemble score.
+
+    Subclasses implement ``training_loss``. Fitted buffers: ``feature_bank`` [M, K * d] (per shift, the
+    L2-normalised mean projection of each training image), ``weight_sim`` [K] and ``weight_shi`` [K].
+    """
+
+    Config = CSIConfig
+    stochastic = False
+
+    def build(self, input_shape: tuple[int, int, int]) -> None:
+        cfg = self.config
+        channels, _, size = input_shape
+        self.image_size = size
+        self.shift: Shift = resolve_shift(cfg.shift, size)
+        self.crop = (size <= LOW_RES_MAX) if cfg.crop == "auto" else bool(cfg.crop)
+        stem = cfg.stem if cfg.stem != "auto" else ("cifar" if size <= LOW_RES_MAX else "imagenet")
+        k = self.shift.num_shifts
+        proj_dim = cfg.proj_dim or 2 * cfg.width
+        self.net = ShiftContrastNet(channels, stem, cfg.width, tuple(cfg.blocks), proj_dim, k)
+        self.register_buffer("feature_bank", torch.zeros(0, k * proj_dim))
+        self.register_buffer("weight_sim", torch.ones(k))
+        self.register_buffer("weight_shi", torch.ones(k))
+        self.passes_per_score = cfg.score_samples * k
+        self._bytes_per_pass = activation_bytes_per_image(self.net, input_shape)
+        self._eval_params = self._draw_eval_params()
+
+    def _draw_eval_params(self) -> list[list[ViewParams]]:
+        """One shared parameter draw per (augmentation t, shift k); augmentation t is seeded score_seed + t."""
+        scale = (self.config.score_crop_scale, self.config.score_crop_scale)
+        params = []
+        for t in range(self.config.score_samples):
+            generator = torch.Generator().manual_seed(self.config.score_seed + t)
+            params.append([draw_view(1, self.shift, self.image_size, generator, scale) for _ in self._shifts()])
+        return params
+
+    def _shifts(self) -> range:
+        return range(self.shift.num_shifts)
+
+    # ---------------------------------------------------------------------------------------------- fitting
+    def fit(
+        self,
+        train: Tensor,
+        *,
+        device: str | torch.device = "cpu",
+        generator: torch.Generator | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> ShiftedContrastiveDetector:
+        """Train on normal images, then compute the feature bank (``generator`` must be a CPU generator)."""
+        generator = resolve_generator(generator)
+        with seeded_init(generator):
+            self.setup(tuple(train.shape[1:]))
+        self.to(device)
+        if self.config.max_train is not None and train.shape[0] > self.config.max_train:
+            train = train[torch.randperm(train.shape[0], generator=generator)[: self.config.max_train]]
+        self._train(train, generator, progress)
+        self.eval()
+        self._fit_bank(train)
+        return self
+
+    def _train(self, train: Tensor, generator: torch.Generator, progress: Progress) -> None:
+        cfg = self.config
+        optimiser = torch.optim.SGD(
+            self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+        steps_per_epoch = math.ceil(train.shape[0] / cfg.batch_size)
+        schedule = warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+        for _ in progress.track(range(cfg.epochs), f"fit {self.name}"):
+            for index in torch.randperm(train.shape[0], generator=generator).split(cfg.batch_size):
+                self.net.train()
+                loss = self.training_loss(train[index].to(self.device), generator)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                scheduler.step()
+
+    def two_views(self, x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """Two shifted-and-augmented views [K * B] of a batch and their shift labels."""
+        v1 = shifted_views(x, self.shift, generator, crop=self.crop)
+        v2 = shifted_views(x, self.shift, generator, crop=self.crop)
+        labels = torch.arange(self.shift.num_shifts, device=x.device).repeat_interleave(x.shape[0])
+        return v1, v2, labels
+
+    def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """CSI: NT-Xent over the two views (other shifts of the same image are negatives) + shift cross-entropy."""
+        v1, v2, labels = self.two_views(x, generator)
+        z, logits = self.net(torch.cat([v1, v2]))
+        loss_sim = nt_xent(F.normalize(z, dim=1), 2, self.config.temperature)
+        return loss_sim + F.cross_entropy(logits, labels.repeat(2))
+
+    @torch.no_grad()
+    def _fit_bank(self, train: Tensor) -> None:
+        """Feature bank and score weights from the training images (computed once per fit, stored as buffers)."""
+        parts = [self._ensemble(chunk.to(self.device)) for chunk in train.split(self._images_per_chunk())]
+        zbar = torch.cat([p[0] for p in parts])  # [M, K, d]
+        own = torch.cat([p[1] for p in parts])  # [M, K]
+        self.feature_bank = F.normalize(zbar, dim=2).flatten(1)
+        self.weight_sim = 1 / zbar.norm(dim=2).mean(0)
+        self.weight_shi = 1 / own.mean(0)
+
+    # ---------------------------------------------------------------------------------------------- scoring
+    def _memory_bytes(self) -> float:
+        mb = self.config.max_memory_mb
+        return (mb if mb is not None else default_memory_mb(self.device)) * 2**20
+
+    def _images_per_chunk(self) -> int:
+        """Images whose T x K backbone passes fit the memory budget together (at least one)."""
+        per_image = self._bytes_per_pass * self.passes_per_score
+        return max(1, int(self._memory_bytes() // per_image))
+
+    def _ensemble(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """zbar [n, K, d] (projection averaged over the T augmentations) and own-shift logits [n, K]."""
+        n, t, k = x.shape[0], self.config.score_samples, self.shift.num_shifts
+        views = [
+            augment_view(x, self.shift, shift, self._eval_params[i][shift], crop=self.crop)
+            for i in range(t)
+            for shift in self._shifts()
+        ]
+        z, logits = self.net(torch.cat(views))
+        zbar = z.view(t, k, n, -1).mean(0).transpose(0, 1)
+        own = logits.view(t, k, n, k).mean(0).diagonal(dim1=0, dim2=2)
+        return zbar, own
+
+    def _normality_terms(self, x: Tensor) -> Tensor:
+        """[n, 2]: the similarity and shift terms of the normality score (higher = more normal)."""
+        zbar, own = self._ensemble(x)
+        k = self.shift.num_shifts
+        bank = self.feature_bank.view(self.feature_bank.shape[0], k, -1)
+        rows = max(1, int(self._memory_bytes() // (BYTES_PER_FLOAT * AUTOGRAD_FACTOR * max(1, x.shape[0]))))
+        sims = torch.stack([max_similarity(zbar[:, i], bank[:, i], rows) for i in self._shifts()], 1)
+        return torch.stack([(sims * self.weight_sim).mean(1), (own * self.weight_shi).mean(1)], 1)
+
+    def _chunked(self, x: Tensor, fn, columns: int) -> Tensor:
+        """Apply per-sample ``fn`` (-> [n, columns]) in memory-sized chunks; with input gradients when needed."""
+        if x.shape[0] == 0:
+            return x.new_zeros(0, columns)
+        chunk = self._images_per_chunk()
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _PerSampleGradient.apply(x, fn, chunk)
+        return torch.cat([fn(part) for part in x.split(chunk)])
+
+    def score(self, x: Tensor) -> Tensor:
+        """Negated ensemble normality score [N]; deterministic; input gradients in bounded memory."""
+        return -self._chunked(x, lambda part: self._normality_terms(part).sum(1, keepdim=True), 1).view(-1)
+
+    def score_components(self, x: Tensor) -> dict[str, Tensor]:
+        """The two signed terms of the score (higher = more anomalous; they sum to ``score``)."""
+        terms = -self._chunked(x, self._normality_terms, 2)
+        return {"similarity": terms[:, 0], "shift": terms[:, 1]}
+
+    def features(self, x: Tensor) -> Tensor:
+        """[N, K * d]: zbar_k(x) for every shift, concatenated; compare with ``feature_bank`` (normalised per k)."""
+        return torch.cat([self._ensemble(part)[0].flatten(1) for part in x.split(self._images_per_chunk())])
+
+
+@register_detector("csi")
+class CSI(ShiftedContrastiveDetector):
+    """CSI: shifted-instance contrastive learning (rotations) with the ensemble score; no adversarial training."""
