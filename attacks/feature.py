@@ -38,12 +38,19 @@ def feature_bank(detector: Any, attack: str) -> Tensor:
     return bank.detach()
 
 
-def detector_features(detector: Any, x: Tensor, attack: str) -> Tensor:
-    """``detector.features(x)`` as [N, D]; AttackNotApplicable when the detector returns None."""
+def detector_features(detector: Any, x: Tensor, attack: str, bank: Tensor) -> Tensor:
+    """``detector.features(x)`` as [N, D]; AttackNotApplicable when it is None or does not match the bank's D."""
     features = detector.features(x) if callable(getattr(detector, "features", None)) else None
+    name = type(detector).__name__
     if features is None:
-        raise AttackNotApplicable(f"attack {attack!r} needs `features(x)`; {type(detector).__name__} returns None")
-    return features.flatten(1)
+        raise AttackNotApplicable(f"attack {attack!r} needs `features(x)`; {name} returns None")
+    features = features.flatten(1)
+    if features.shape[1] != bank.shape[1]:
+        raise AttackNotApplicable(
+            f"attack {attack!r}: {name}.features(x) has {features.shape[1]} dimensions, "
+            f"its feature_bank {bank.shape[1]}"
+        )
+    return features
 
 
 @register_attack("feature")
@@ -63,11 +70,11 @@ class FeatureAttack(PGD):
     def gradient_fn(self, detector: Any, x: Tensor, sign: Tensor) -> GradFn:
         bank = feature_bank(detector, self.name).to(x.device).flatten(1)
         with torch.no_grad():
-            nearest = feature_distances(detector_features(detector, x, self.name), bank, self.config.metric)
+            nearest = feature_distances(detector_features(detector, x, self.name, bank), bank, self.config.metric)
             target = bank[nearest.argmin(dim=1)]
 
         def distance_to_target(xc: Tensor) -> Tensor:
-            features = detector_features(detector, xc, self.name)
+            features = detector_features(detector, xc, self.name, bank)
             return paired_distance(features, target, self.config.metric)
 
         return lambda xc: (None, self.objective_and_grad(detector, xc, sign, score_fn=distance_to_target)[1])

@@ -61,11 +61,13 @@ class KNNAttack(PGD):
         cfg = self.config
         bank = feature_bank(detector, self.name).to(x.device).flatten(1)
         with torch.no_grad():
-            clean = knn_distance(feature_distances(detector_features(detector, x, self.name), bank, cfg.metric), cfg.k)
+            clean = knn_distance(
+                feature_distances(detector_features(detector, x, self.name, bank), bank, cfg.metric), cfg.k
+            )
             temperature = (cfg.temperature * clean.median()).clamp_min(1e-12)
 
         def surrogate(xc: Tensor) -> Tensor:
-            distances = feature_distances(detector_features(detector, xc, self.name), bank, cfg.metric)
+            distances = feature_distances(detector_features(detector, xc, self.name, bank), bank, cfg.metric)
             smooth = soft_min(distances, temperature)
             return knn_distance(distances, cfg.k).detach() + smooth - smooth.detach()
 
