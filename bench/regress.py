@@ -90,7 +90,7 @@ def failed_cells(records: list[dict[str, Any]]) -> list[str]:
     return [
         f"{ident}: the cell failed ({r.get('error') or 'no error message'})"
         for ident, r in by_id.items()
-        if r.get("status", "ok") != "ok"
+        if r.get("status", "ok") == "failed"
     ]
 
 

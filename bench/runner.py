@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from attacks.base import AttackNotApplicable
 from bench.cache import CheckpointCache, fit_key
 from bench.data import load_split
 from bench.grid import EvalJob, FitGroup
 from bench.hashing import stable_hash
 from bench.metrics import auroc
 from bench.progress import NULL_PROGRESS, Progress
+from bench.sanity import attack_steps, cell_flags
 from bench.store import RunStore
 
 N_EXAMPLES = 4  # clean/adversarial example images kept per group (normal and anomalous) for the plots
@@ -113,6 +115,8 @@ def run_group(
         )
         try:
             record.update(run_cell(job, key, detector, split, clean, store, progress))
+        except AttackNotApplicable as error:
+            record.update(status="not-applicable", error=str(error), robust_auroc=None)
         except Exception as error:
             record = failed_record(record, error)
         store.append_record(record, part)
@@ -142,6 +146,7 @@ def run_cell(
 ) -> dict[str, Any]:
     """Attack the test set, score it once, save per-sample scores; returns the record's measured fields."""
     attack = job.build_attack()
+    attack.check_applicable(detector)
     is_anomaly = split.test_is_anomaly
 
     def attack_and_score() -> tuple[torch.Tensor, float, np.ndarray]:
@@ -161,13 +166,15 @@ def run_cell(
         examples_adv=x_adv[examples].half().numpy(),
     )
     passes = getattr(detector, "passes_per_score", 1)
+    flags = cell_flags(detector, attack, split.test, is_anomaly, clean, adv, generator=generator_for("sanity", key))
     return {
         "robust_auroc": auroc(adv, is_anomaly.numpy()),
         "attack_seconds": attack_seconds,
         "score_forwards": attack.passes.forward,
         "score_backwards": attack.passes.backward,
         "backbone_passes": (attack.passes.forward + attack.passes.backward) * passes,
-        "flags": [],
+        "steps": attack_steps(attack),
+        "flags": flags,
     }
 
 

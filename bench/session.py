@@ -21,6 +21,7 @@ from bench.history import TimingHistory
 from bench.plan import format_plan, plan_groups
 from bench.progress import Progress
 from bench.runner import GroupResult
+from bench.sanity import grid_flags
 from bench.store import RunStore
 
 PACKAGES = (
@@ -144,7 +145,7 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
         }
     )
     keys = {job.key() for group in groups for job in group.evals}
-    records = [r for r in store.records() if r["key"] in keys]
+    records = merge_grid_flags(store, keys)
     print(summarise(results, seconds), file=sys.stderr)
     write_outputs(store, records, cfg.quiet)
     failed = [r for r in records if r["status"] == "failed"]
@@ -155,6 +156,25 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def merge_grid_flags(store: RunStore, keys: set[str]) -> list[dict[str, Any]]:
+    """Add the sanity ladder's cross-cell flags (eps/steps monotonicity, gradient masking) to the grid's records.
+
+    Returns the grid's records; records.jsonl is rewritten atomically when a flag was added.
+    """
+    everything = store.records()
+    records = [r for r in everything if r["key"] in keys]
+    extra = grid_flags(records)
+    changed = False
+    for record in records:
+        new = [f for f in extra.get(record["key"], []) if f not in record["flags"]]
+        if new:
+            record["flags"] = [*record["flags"], *new]
+            changed = True
+    if changed:
+        store.rewrite(everything)
+    return records
 
 
 def print_plan(cfg: RunConfig, argv: list[str]) -> int:

@@ -24,6 +24,10 @@ RECORD_FIELDS = (
 )  # fmt: skip
 
 
+#: ``not-applicable``: the attack needs something the detector does not expose (e.g. a feature bank).
+FINISHED_STATUSES = ("ok", "not-applicable")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,18 +107,20 @@ class RunStore:
         return list(latest.values())
 
     def finished_keys(self) -> set[str]:
-        """Keys of cells that completed successfully (failed cells are retried)."""
-        return {r["key"] for r in self.records() if r.get("status", "ok") == "ok"}
+        """Keys of cells that completed or cannot apply (failed cells are retried)."""
+        return {r["key"] for r in self.records() if r.get("status", "ok") in FINISHED_STATUSES}
+
+    def rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace records.jsonl with ``records`` (atomically) and remove the parts folded into them."""
+        parts = sorted((self.root / "parts").glob("*.jsonl"))
+        atomic_write_text(self.records_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        for part in parts:
+            part.unlink()
 
     def consolidate(self) -> None:
         """Fold parts/*.jsonl into records.jsonl (atomically) and remove the parts."""
-        parts = sorted((self.root / "parts").glob("*.jsonl"))
-        if not parts:
-            return
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records())
-        atomic_write_text(self.records_path, lines)
-        for part in parts:
-            part.unlink()
+        if any((self.root / "parts").glob("*.jsonl")):
+            self.rewrite(self.records())
 
     def scores_path(self, key: str) -> Path:
         return self.root / "scores" / f"{key}.npz"
