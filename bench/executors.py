@@ -225,11 +225,17 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def physical_gpu(index: int) -> str:
+    """The CUDA_VISIBLE_DEVICES entry of the parent's ``cuda:<index>`` (the parent may itself be restricted)."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[index] if index < len(visible) else str(index)
+
+
 def local_worker(conn: Connection, device: str, threads: int, modules: list[str], root: str, force: bool) -> None:
     """A local worker: pin the device and threads, then run the fit groups the parent sends until told to stop."""
     exit_with_parent(os.getppid())
     if device.startswith("cuda:"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]  # before CUDA's lazy initialisation
+        os.environ["CUDA_VISIBLE_DEVICES"] = physical_gpu(int(device.split(":", 1)[1]))  # before CUDA initialises
         device = "cuda:0"
     torch.set_num_threads(threads)
     import_modules(modules, [])
@@ -264,7 +270,8 @@ class LocalWorker:
 
     def send(self, planned: PlannedGroup) -> None:
         self.task = planned
-        self.conn.send((planned.group, set(planned.keys) - set(todo_keys(planned))))
+        with suppress(OSError):  # a worker that died is noticed through its sentinel
+            self.conn.send((planned.group, set(planned.keys) - set(todo_keys(planned))))
 
     def receive(self) -> tuple[str, Any] | None:
         """The worker's message, or None when it died without sending one."""

@@ -17,6 +17,7 @@ from bench.executors import (
     create_executor,
     parse_devices,
     parse_slurm_time,
+    physical_gpu,
     pinned_threads,
     registry_modules,
 )
@@ -76,6 +77,13 @@ def test_parse_devices_and_slurm_time() -> None:
     with pytest.raises(UsageError, match="invalid threads"):
         create_executor("local", ["cpu"], threads=0)
     assert create_executor("local", None, threads=1).worker_devices()  # default: every GPU, else CPU shares
+
+
+def test_gpu_workers_map_through_the_parents_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert physical_gpu(1) == "3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert physical_gpu(1) == "1"
 
 
 def test_pinned_threads_restores_setting() -> None:
