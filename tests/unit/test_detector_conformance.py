@@ -18,9 +18,9 @@ from bench.errors import UsageError
 from detectors import DETECTORS, Detector, create_detector, list_detectors
 
 CSI_TINY = {
-    "epochs": 1,
-    "max_train": 48,
-    "batch_size": 24,
+    "epochs": 5,
+    "max_train": 64,
+    "batch_size": 32,
     "warmup_epochs": 1,
     "width": 8,
     "blocks": [1, 1, 1, 1],
@@ -28,14 +28,14 @@ CSI_TINY = {
 }
 #: Per-detector overrides that make a fit take a few seconds on 8x8 digits (on 2 CPU cores).
 TINY: dict[str, dict] = {
-    "deepsvdd": {"epochs": 20, "widths": (8, 16), "rep_dim": 16},
+    "deepsvdd": {"epochs": 10, "widths": (8, 16), "rep_dim": 16},
     "ae": {"epochs": 20, "widths": (8, 16), "rep_dim": 16},
     "knn-pretrained": {"backbone_size": 32},
     "patchcore": {"backbone_size": 32, "coreset_ratio": 0.5},
-    "ocsdf": {"epochs": 20, "hidden": 64, "depth": 3},
+    "ocsdf": {"epochs": 10, "hidden": 64, "depth": 2},
     "apae": {"epochs": 20, "widths": (8, 16), "rep_dim": 16, "projection_steps": 3},
-    "principals": {"epochs": 20, "widths": (8, 16), "rep_dim": 16},
-    "at-deepsvdd": {"epochs": 10, "widths": (8, 16), "rep_dim": 16, "pgd_steps": 2},
+    "principals": {"epochs": 10, "widths": (8, 16), "rep_dim": 16},
+    "at-deepsvdd": {"epochs": 6, "widths": (8, 16), "rep_dim": 16, "pgd_steps": 2},
     "zarnd": {"backbone_size": 32},
     "transformaly": {"backbone_size": 32},
     "csi": {**CSI_TINY},
