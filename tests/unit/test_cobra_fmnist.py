@@ -28,7 +28,7 @@ def clean_and_robust_auroc(name: str, split) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="quick preset not tuned yet: measured 22.5% clean AUROC on class 0 (see report)", strict=False)
+@pytest.mark.xfail(reason="quick preset not tuned yet: 22.5% clean AUROC measured on class 0", strict=False)
 @pytest.mark.parametrize("normal_class", [0, 1, 7])
 def test_cobra_quick_is_accurate_and_robust_on_fmnist(normal_class):
     try:
