@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help=f"preset: {', '.join(list_presets())} (default quick)")
     p.add_argument("--data-root", help="folder holding on-disk datasets (mvtec, visa, cifar10, ...)")
     p.add_argument("--out", help="results folder (default results/runs/<preset>-<grid hash>)")
-    p.add_argument("--executor", help="serial | local | slurm (default serial)")
+    p.add_argument("--executor", help="serial | local | slurm (default local: a worker per GPU, else per CPU share)")
     p.add_argument("--devices", help="devices for the executor, e.g. cuda:0,cuda:1 or cpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per cell, fixed for reproducible numbers (default 1)")
     p.add_argument("--slurm-partition", help="Slurm partition (--executor slurm)")

@@ -88,7 +88,7 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     data_root: str | None = None
     out: str = "results/runs/latest"
-    executor: str = "serial"
+    executor: str = "local"
     devices: list[str] | None = None
     force: bool = False
     quiet: bool = False

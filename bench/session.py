@@ -126,6 +126,7 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
     """Run the grid described by ``cfg``; exit code 1 if any cell failed."""
     start = time.perf_counter()
     groups = build_grid(cfg)
+    keys = {job.key() for group in groups for job in group.evals}
     preflight(cfg, groups)
     store = RunStore(cfg.out)
     executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
@@ -144,7 +145,6 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
             "seconds": round(seconds, 1),
         }
     )
-    keys = {job.key() for group in groups for job in group.evals}
     records = merge_grid_flags(store, keys)
     print(summarise(results, seconds), file=sys.stderr)
     write_outputs(store, records, cfg.quiet)
