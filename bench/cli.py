@@ -56,14 +56,13 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset defaults overridden by the flags, with every name validated against its registry."""
     from attacks import ATTACKS
     from bench.data import DATASETS
-    from detectors import DETECTORS
 
     cfg = config_from_preset(args.preset)
     if args.detectors:
         cfg.detectors = args.detectors
     if args.attacks:
         cfg.attacks = args.attacks
-    cfg.detectors = DETECTORS.expand(cfg.detectors)
+    cfg.detectors = select_detectors(cfg.detectors, cfg.preset)
     cfg.attacks = ATTACKS.expand(cfg.attacks)
     cfg.datasets = DATASETS.expand(args.datasets or cfg.datasets)
     if args.classes is not None:
@@ -90,6 +89,27 @@ def executor_options_from_args(args: argparse.Namespace, executor: str) -> dict:
     if given and executor != "slurm":
         raise UsageError("--slurm-* and --array-parallelism flags need --executor slurm")
     return {**given, **({"threads": args.threads} if args.threads is not None else {})}
+
+
+def select_detectors(spec: str | list[str], preset: str) -> list[str]:
+    """Expand ``spec``; detectors that cannot run here (missing weights or packages) are left out of ``all`` and
+    globs with a note, and are an error when named explicitly."""
+    from detectors import DETECTORS, create_detector
+
+    explicit = set(spec if isinstance(spec, list) else split_names(spec) or [])
+    selected = []
+    for name in DETECTORS.expand(spec):
+        try:
+            create_detector(name, preset=preset).check_requirements()
+        except UsageError as error:
+            if name in explicit:
+                raise
+            print(f"note: leaving out {name}: {error}", file=sys.stderr)
+            continue
+        selected.append(name)
+    if not selected:
+        raise UsageError(f"no detector in {spec!r} can run here")
+    return selected
 
 
 def grid_hash(cfg: RunConfig) -> str:

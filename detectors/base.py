@@ -85,6 +85,13 @@ class Detector(nn.Module, ABC):
     def score(self, x: Tensor) -> Tensor:
         """Anomaly scores [N], higher = more anomalous; differentiable w.r.t. ``x``; no ``no_grad`` inside."""
 
+    def check_requirements(self) -> None:
+        """Raise UsageError when something this detector needs is missing here (weights, an optional package).
+
+        Called before a grid runs: ``--detectors all`` leaves such detectors out with a note, a detector named
+        explicitly exits 2 with the message.
+        """
+
     def features(self, x: Tensor) -> Tensor | None:
         """Feature vectors [N, D] the score is computed from, for feature-space attacks; None if not exposed."""
         return None

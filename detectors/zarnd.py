@@ -30,10 +30,14 @@ class ZARND(KNNPretrained):
 
     Config = ZARNDConfig
 
-    def build(self, input_shape: tuple[int, int, int]) -> None:
+    def check_requirements(self) -> None:
         if self.config.weights_path is None:
             raise UsageError(
                 "zarnd needs weights_path=<file>: a torchvision-format state dict of an adversarially robust "
                 "ImageNet ResNet-18 (e.g. Salman et al. 2020, robustness library); none ships offline"
             )
+        super().check_requirements()
+
+    def build(self, input_shape: tuple[int, int, int]) -> None:
+        self.check_requirements()
         super().build(input_shape)
