@@ -30,6 +30,7 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
         (["--norm", "l3"], "unknown norm 'l3'; choose from: linf, l2"),
         (["--preset", "nope"], "unknown preset 'nope'; choose from:"),
         (["--bogus-flag"], "unrecognized arguments"),
+        (["--detectors", "zarnd"], "zarnd needs weights_path"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
