@@ -15,7 +15,9 @@ Deviations from the released code, all documented where they happen:
   ``score_seed + t`` and shared by every image, so an image's score depends on nothing but the image (the
   released code seeds per batch, so a test image's augmentation depends on its position in the batch). The
   score is therefore deterministic and ``stochastic = False``;
-- plain SGD instead of LARS (the released code silently falls back to SGD when torchlars is missing).
+- plain SGD instead of LARS (the released code silently falls back to SGD when torchlars is missing);
+- a shift whose mean own-shift logit on the training images is not positive gets w_shi_k = 0 instead of the
+  released 1 / mean, whose sign flip would turn that term into a normality *penalty* (``shift_weights``).
 """
 
 from __future__ import annotations
@@ -186,6 +188,17 @@ def max_similarity(z: Tensor, bank: Tensor, rows: int) -> Tensor:
     return best if best is not None else z.new_full((z.shape[0],), float("-inf"))
 
 
+def shift_weights(mean_own_logit: Tensor) -> Tensor:
+    """w_shi_k = 1 / mean own-shift logit on the training set, or 0 where that mean is not positive.
+
+    The released weight is 1 / mean; a non-positive mean (a shift the classifier has not learnt to recognise on
+    the training images, seen after short fits) would flip the sign of that shift's term or blow it up, so the
+    term is dropped instead (a documented deviation that changes nothing once every mean is positive).
+    """
+    positive = mean_own_logit > 0
+    return torch.where(positive, 1 / mean_own_logit.where(positive, torch.ones_like(mean_own_logit)), 0.0)
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int):
     """lr factor per iteration: linear 0.1 -> 1 over the warm-up (GradualWarmup x10), then cosine to 0."""
 
@@ -297,7 +310,7 @@ class ShiftedContrastiveDetector(Detector):
         own = torch.cat([p[1] for p in parts])  # [M, K]
         self.feature_bank = F.normalize(zbar, dim=2).flatten(1)
         self.weight_sim = 1 / zbar.norm(dim=2).mean(0)
-        self.weight_shi = 1 / own.mean(0)
+        self.weight_shi = shift_weights(own.mean(0))
 
     # ---------------------------------------------------------------------------------------------- scoring
     def _memory_bytes(self) -> float:
