@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from bench.config import RunConfig, config_from_preset, list_presets, parse_eps, parse_ints, parse_norm
 from bench.errors import UsageError
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", help="budgets, e.g. 8/255 or 0.03 or 2/255,4/255")
     p.add_argument("--norm", help="threat model: linf or l2")
     p.add_argument("--seeds", help="seeds, comma list (default 0)")
-    p.add_argument("--preset", default="quick", help=f"preset: {', '.join(list_presets())} (default quick)")
+    p.add_argument(
+        "--preset", default="quick", help=f"preset: {', '.join(list_presets())} or a .toml file (default quick)"
+    )
     p.add_argument("--data-root", help="folder holding on-disk datasets (mvtec, visa, cifar10, ...)")
     p.add_argument("--out", help="results folder (default results/runs/<preset>-<grid hash>)")
     p.add_argument("--executor", help="serial | local | slurm (default local: a worker per GPU, else per CPU share)")
@@ -57,7 +60,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     from attacks import ATTACKS
     from bench.data import DATASETS
 
-    cfg = config_from_preset(args.preset)
+    preset = str(Path(args.preset).resolve()) if args.preset.endswith(".toml") else args.preset
+    cfg = config_from_preset(preset)
     if args.detectors:
         cfg.detectors = args.detectors
     if args.attacks:
@@ -77,7 +81,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg.devices = split_names(args.devices)
     cfg.force, cfg.quiet = args.force, args.quiet
     cfg.executor_options.update(executor_options_from_args(args, cfg.executor))
-    cfg.out = args.out or f"results/runs/{cfg.preset}-{grid_hash(cfg)}"
+    cfg.out = args.out or f"results/runs/{Path(cfg.preset).stem}-{grid_hash(cfg)}"
     return cfg
 
 

@@ -22,10 +22,13 @@ def list_presets() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The parsed TOML of preset ``name``; an unknown name raises UsageError listing the presets."""
-    path = PRESET_DIR / f"{name}.toml"
+    """The parsed TOML of preset ``name`` (a shipped preset, or a path to a .toml file of the same form).
+
+    An unknown name raises UsageError listing the presets.
+    """
+    path = Path(name) if name.endswith(".toml") else PRESET_DIR / f"{name}.toml"
     if not path.is_file():
-        raise UsageError(f"unknown preset {name!r}; choose from: {', '.join(list_presets())}")
+        raise UsageError(f"unknown preset {name!r}; choose from: {', '.join(list_presets())} or a .toml file")
     with path.open("rb") as fh:
         return tomllib.load(fh)
 
