@@ -153,7 +153,8 @@ def build_baseline(
         ident: {"class_name": r.get("class_name"), **{m: r.get(m) for m in METRICS}}
         for ident, r in sorted(by_id.items())
     }
-    source = {k: manifest.get(k) for k in ("run_key", "preset", "git_sha", "command") if manifest.get(k) is not None}
+    keys = ("run_key", "preset", "git_sha", "command", "devices")
+    source = {k: manifest.get(k) for k in keys if manifest.get(k) is not None}
     return {
         "format": BASELINE_FORMAT,
         "tolerances": {"abs": abs_tol, "rel": rel_tol},
