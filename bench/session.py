@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import platform
 import subprocess
 import sys
@@ -63,11 +64,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one) and its core count."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def device_names(devices: list[str] | None) -> list[str]:
     """Human-readable names of the devices the run may use."""
     import torch
 
-    names = [f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"]
+    names = [f"cpu: {cpu_name()}"]
     if torch.cuda.is_available():
         names += [f"cuda:{i}: {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
     return names
