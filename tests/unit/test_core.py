@@ -110,12 +110,14 @@ def test_store_scores_round_trip_and_leave_no_temporary_files(tmp_path) -> None:
 
 
 def test_fit_key_changes_when_any_config_field_changes() -> None:
+    from test_detector_conformance import project_detectors
+
     from bench.cache import fit_key
     from bench.data import load_split
-    from detectors import DETECTORS, create_detector
+    from detectors import create_detector
 
     split = load_split("digits", 0, max_test=50)
-    for name in DETECTORS.names():
+    for name in project_detectors():
         detector = create_detector(name)
         key = fit_key(detector, split, seed=0)
         assert key != fit_key(detector, split, seed=1)

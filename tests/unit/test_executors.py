@@ -39,6 +39,7 @@ def toy_config(tmp_path: Path, detectors: list[str], classes: list[int], **overr
         eps=[4 / 255],
         out=str(tmp_path / "run"),
         quiet=True,
+        executor="serial",
         data_options={"digits": {"max_test": 60}},
     )
     for name, value in overrides.items():

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_detector_conformance import fit
+from test_detector_conformance import fit, project_detectors
 
 from attacks import create_attack
 from bench.data import load_split
 from bench.metrics import auroc
-from detectors import DETECTORS
 
 UNBOUNDED_STEPS = 40
 
@@ -29,7 +28,7 @@ def robust_auroc(detector, attack, split) -> float:
     return auroc(detector.score_batched(x_adv).numpy(), split.test_is_anomaly.numpy())
 
 
-@pytest.mark.parametrize("name", DETECTORS.names())
+@pytest.mark.parametrize("name", project_detectors())
 def test_unbounded_budget_breaks_every_detector(name: str, split) -> None:
     detector = fit(name, split)
     attack = create_attack("pgd", eps=1.0, norm="linf", steps=UNBOUNDED_STEPS, step_size=0.05)
