@@ -43,24 +43,31 @@ def clean_and_robust_auroc(name: str, normal_class: int) -> tuple[float, float]:
     return clean, roc_auc_score(labels, det.score_batched(x_adv).numpy())
 
 
+CLASSES = (0, 1, 7)
+
+
+def mean_auroc(name: str) -> tuple[float, float]:
+    """Clean and robust AUROC averaged over the classes (the issue's criterion is on the mean, as the paper's row)."""
+    results = [clean_and_robust_auroc(name, normal_class) for normal_class in CLASSES]
+    return sum(r[0] for r in results) / len(results), sum(r[1] for r in results) / len(results)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("normal_class", [0, 1, 7])
-def test_cobra_quick_is_accurate_and_more_robust_than_deepsvdd_on_fmnist(normal_class):
-    cobra_clean, cobra_robust = clean_and_robust_auroc("cobra", normal_class)
-    _, deepsvdd_robust = clean_and_robust_auroc("deepsvdd", normal_class)
+def test_cobra_quick_is_accurate_and_more_robust_than_deepsvdd_on_fmnist():
+    cobra_clean, cobra_robust = mean_auroc("cobra")
+    _, deepsvdd_robust = mean_auroc("deepsvdd")
     assert cobra_clean >= 0.80
     assert cobra_robust >= deepsvdd_robust + 0.20
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="the CPU-sized CSI (width 8, 10 epochs, 16 px) is itself robust to PGD-10 at 4/255 "
+    reason="the CPU-sized CSI (width 8, 3 epochs, 16 px) is itself robust to PGD-10 at 4/255 "
     "(mean over classes 0,1,7: 94.9 clean / 92.1 robust; gradients match finite differences), so no detector can "
     "beat it by 20 points; see results/reproduction/fmnist.md",
     strict=False,
 )
-@pytest.mark.parametrize("normal_class", [0, 1, 7])
-def test_cobra_quick_beats_csi_robust_auroc_by_20_points_on_fmnist(normal_class):
-    _, cobra_robust = clean_and_robust_auroc("cobra", normal_class)
-    _, csi_robust = clean_and_robust_auroc("csi", normal_class)
+def test_cobra_quick_beats_csi_robust_auroc_by_20_points_on_fmnist():
+    _, cobra_robust = mean_auroc("cobra")
+    _, csi_robust = mean_auroc("csi")
     assert cobra_robust >= csi_robust + 0.20
