@@ -235,9 +235,10 @@ class Attack(ABC):
     def evaluate(self, detector: Any, x: Tensor, sign: Tensor, score_fn: ScoreFn | None = None) -> Tensor:
         """Per-sample objective without gradients, averaged over ``eot_draws`` forwards (EOT for bookkeeping)."""
         draws = self.eot_draws(detector)
-        total = torch.zeros(x.shape[0], device=x.device)
-        for _ in range(draws):
-            total += self.objective(detector, x, sign, score_fn).detach().float()
+        total: Tensor | float = 0.0
+        with torch.no_grad():
+            for _ in range(draws):
+                total = total + self.objective(detector, x, sign, score_fn).float()
         return total / draws
 
     def objective_and_grad(
@@ -254,16 +255,16 @@ class Attack(ABC):
         ``score_fn`` replaces ``detector.score`` (component and surrogate attacks).
         """
         draws = self.eot_draws(detector)
-        total_obj = torch.zeros(x.shape[0], device=x.device)
-        total_grad = torch.zeros_like(x)
+        total_obj: Tensor | float = 0.0
+        total_grad: Tensor | float = 0.0
         for _ in range(draws):
             x_req = x.detach().requires_grad_(True)
             obj = self.objective(detector, x_req, sign, score_fn)
             loss = obj if loss_fn is None else loss_fn(obj)
             (grad,) = torch.autograd.grad(loss.sum(), x_req)
             self.passes.backward += x.shape[0]
-            total_obj += obj.detach().float()
-            total_grad += grad
+            total_obj = total_obj + obj.detach().float()
+            total_grad = total_grad + grad
         return total_obj / draws, total_grad / draws
 
 

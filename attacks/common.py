@@ -53,7 +53,7 @@ class BestIterate:
         """Keep ``x`` where ``objective`` beats the best so far; returns the mask of improved samples."""
         improved = objective > self.objective
         self.objective = torch.where(improved, objective, self.objective)
-        self.x[improved] = x.detach()[improved]
+        self.x = torch.where(per_sample(improved, self.x), x.detach(), self.x)
         return improved
 
     def merge(self, other: BestIterate) -> None:
