@@ -127,7 +127,7 @@ def summarise(results: list[GroupResult], seconds: float) -> str:
     fitted = sum(result.fitted for result in results)
     loaded = sum(bool(result.records) and not result.fitted for result in results)
     line = (
-        f"{len(records)} cells computed, {skipped} already finished (skipped); {fitted} detectors trained, "
+        f"{len(records)} cells computed, {skipped} already finished (skipped); {fitted} detector fits trained, "
         f"{loaded} loaded from the checkpoint cache; {failed} failed; {seconds:.1f}s"
     )
     if not records:
