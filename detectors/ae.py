@@ -9,7 +9,7 @@ from torch import Tensor
 
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
-from detectors.common import fit_minibatches, resolve_generator, seeded_init
+from detectors.common import fit_minibatches, setup_seeded
 from detectors.nets import ConvDecoder, ConvEncoder
 
 
@@ -70,10 +70,8 @@ class Autoencoder(ConvAutoencoderMixin, Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> Autoencoder:
-        generator = resolve_generator(generator)
-        with seeded_init(generator):
-            self.setup(tuple(train.shape[1:]))
-        self.to(device).train()
+        generator = setup_seeded(self, train, device, generator)
+        self.train()
         fit_minibatches(
             lambda batch: self.score(batch).mean(),
             self.parameters(),

@@ -10,7 +10,7 @@ from torch import Tensor
 from attacks.base import project, random_start
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import register_detector
-from detectors.common import fit_minibatches, resolve_generator, seeded_init
+from detectors.common import fit_minibatches, setup_seeded
 from detectors.deepsvdd import DeepSVDD, DeepSVDDConfig
 
 
@@ -76,10 +76,7 @@ class ATDeepSVDD(DeepSVDD):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> ATDeepSVDD:
-        generator = resolve_generator(generator)
-        with seeded_init(generator):
-            self.setup(tuple(train.shape[1:]))
-        self.to(device)
+        generator = setup_seeded(self, train, device, generator)
         self.init_center(train, device)
         self.train()
         fit_minibatches(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,16 @@ PRETRAINED_EXTRA = (
 def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
     """``generator`` itself, or a CPU generator seeded with 0 when none is given."""
     return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def setup_seeded(detector: Any, train: Tensor, device: str | torch.device, generator: torch.Generator | None):
+    """Build ``detector``'s networks for ``train``'s image shape with weights drawn from ``generator`` (global RNG
+    untouched) and move it to ``device``; returns the generator the fit goes on drawing from."""
+    generator = resolve_generator(generator)
+    with seeded_init(generator):
+        detector.setup(tuple(train.shape[1:]))
+    detector.to(device)
+    return generator
 
 
 def draw_seed(generator: torch.Generator) -> int:

@@ -42,7 +42,7 @@ from detectors.augment import (
     shifted_views,
 )
 from detectors.base import Detector, DetectorConfig, register_detector
-from detectors.common import resolve_generator, seeded_init
+from detectors.common import setup_seeded
 from detectors.nets import ResNet18
 
 DEFAULT_MEMORY_CAP_MB = 2048.0
@@ -260,10 +260,7 @@ class ShiftedContrastiveDetector(Detector):
         progress: Progress = NULL_PROGRESS,
     ) -> ShiftedContrastiveDetector:
         """Train on normal images, then compute the feature bank (``generator`` must be a CPU generator)."""
-        generator = resolve_generator(generator)
-        with seeded_init(generator):
-            self.setup(tuple(train.shape[1:]))
-        self.to(device)
+        generator = setup_seeded(self, train, device, generator)
         if self.config.max_train is not None and train.shape[0] > self.config.max_train:
             train = train[torch.randperm(train.shape[0], generator=generator)[: self.config.max_train]]
         self._train(train, generator, progress)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
-from detectors.common import embed, fit_minibatches, resolve_generator, seeded_init
+from detectors.common import embed, fit_minibatches, setup_seeded
 from detectors.nets import ConvEncoder
 
 
@@ -72,10 +72,7 @@ class DeepSVDD(Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> DeepSVDD:
-        generator = resolve_generator(generator)
-        with seeded_init(generator):
-            self.setup(tuple(train.shape[1:]))
-        self.to(device)
+        generator = setup_seeded(self, train, device, generator)
         self.init_center(train, device)
         self.train()
         fit_minibatches(

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
-from detectors.common import fit_minibatches, resolve_generator, seeded_init
+from detectors.common import fit_minibatches, setup_seeded
 
 
 @dataclass
@@ -144,10 +144,8 @@ class OCSDF(Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> OCSDF:
-        generator = resolve_generator(generator)
-        with seeded_init(generator):
-            self.setup(tuple(train.shape[1:]))
-        self.to(device).train()
+        generator = setup_seeded(self, train, device, generator)
+        self.train()
         cfg = self.config
 
         def loss(batch: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.ae import AEConfig, ConvAutoencoderMixin
 from detectors.base import Detector, register_detector
-from detectors.common import embed, fit_minibatches, resolve_generator, seeded_init
+from detectors.common import embed, fit_minibatches, setup_seeded
 
 
 @dataclass
@@ -68,10 +68,8 @@ class PrincipaLS(ConvAutoencoderMixin, Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> PrincipaLS:
-        generator = resolve_generator(generator)
-        with seeded_init(generator):
-            self.setup(tuple(train.shape[1:]))
-        self.to(device).train()
+        generator = setup_seeded(self, train, device, generator)
+        self.train()
         common = {"device": device, "generator": generator, "progress": progress}
         fit_minibatches(
             lambda batch: self.reconstruction_error(batch, self.decoder(self.encoder(batch))).mean(),
