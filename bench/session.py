@@ -158,9 +158,10 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
             "seconds": round(seconds, 1),
         }
     )
-    records = merge_grid_flags(store, keys)
+    records, flags_changed = merge_grid_flags(store, keys)
     print(summarise(results, seconds), file=sys.stderr)
-    write_outputs(store, records, cfg.quiet)
+    computed = any(result.records for result in results)
+    write_outputs(store, records, cfg.quiet, refresh=computed or flags_changed)
     failed = [r for r in records if r["status"] == "failed"]
     for record in failed:
         print(
@@ -171,10 +172,10 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def merge_grid_flags(store: RunStore, keys: set[str]) -> list[dict[str, Any]]:
+def merge_grid_flags(store: RunStore, keys: set[str]) -> tuple[list[dict[str, Any]], bool]:
     """Add the sanity ladder's cross-cell flags (eps/steps monotonicity, gradient masking) to the grid's records.
 
-    Returns the grid's records; records.jsonl is rewritten atomically when a flag was added.
+    Returns the grid's records and whether a flag was added (records.jsonl is then rewritten atomically).
     """
     everything = store.records()
     records = [r for r in everything if r["key"] in keys]
@@ -187,7 +188,7 @@ def merge_grid_flags(store: RunStore, keys: set[str]) -> list[dict[str, Any]]:
             changed = True
     if changed:
         store.rewrite(everything)
-    return records
+    return records, changed
 
 
 def print_plan(cfg: RunConfig, argv: list[str]) -> int:
@@ -199,13 +200,17 @@ def print_plan(cfg: RunConfig, argv: list[str]) -> int:
     return 0
 
 
-def write_outputs(store: RunStore, records: list[dict[str, Any]], quiet: bool) -> None:
-    """Leaderboard files and plots in the run folder; the table on the console."""
+def write_outputs(store: RunStore, records: list[dict[str, Any]], quiet: bool, refresh: bool = True) -> None:
+    """Leaderboard files and plots in the run folder (rewritten only when records changed); the console table."""
     from bench.report import console_table, write_reports
 
-    paths = write_reports(store.root, records)
+    if refresh or not (store.root / "leaderboard.md").is_file():
+        paths = write_reports(store.root, records)
+        written = ", ".join(p.name for p in paths if p.parent == store.root)
+        print(f"results: {store.root} ({written})", file=sys.stderr)
+    else:
+        print(f"results: {store.root} (leaderboards unchanged)", file=sys.stderr)
     if not quiet:
         from rich.console import Console
 
         Console().print(console_table(records))
-    print(f"results: {store.root} ({', '.join(p.name for p in paths if p.parent == store.root)})", file=sys.stderr)
