@@ -8,9 +8,7 @@ import torch
 from torch import Tensor
 
 from attacks.base import project, random_start
-from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import register_detector
-from detectors.common import fit_minibatches, setup_seeded
 from detectors.deepsvdd import DeepSVDD, DeepSVDDConfig
 
 
@@ -59,7 +57,7 @@ class ATDeepSVDD(DeepSVDD):
         self.train(was_training)
         return x_adv.detach()
 
-    def adversarial_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Deep SAD loss on adversarial normals and adversarial rotated pseudo-anomalies."""
         cfg = self.config
         pseudo = rotate_pseudo_anomalies(x.cpu(), generator).to(x.device)
@@ -67,27 +65,3 @@ class ATDeepSVDD(DeepSVDD):
         dist = self.score(torch.cat([x_adv, pseudo_adv]))
         normal_dist, pseudo_dist = dist.split(x.shape[0])
         return normal_dist.mean() + cfg.pseudo_weight * (1.0 / (pseudo_dist + cfg.pseudo_delta)).mean()
-
-    def fit(
-        self,
-        train: Tensor,
-        *,
-        device: str | torch.device = "cpu",
-        generator: torch.Generator | None = None,
-        progress: Progress = NULL_PROGRESS,
-    ) -> ATDeepSVDD:
-        generator = setup_seeded(self, train, device, generator)
-        self.init_center(train, device)
-        self.train()
-        fit_minibatches(
-            lambda batch: self.adversarial_loss(batch, generator),
-            self.encoder.parameters(),
-            train,
-            config=self.config,
-            device=device,
-            generator=generator,
-            progress=progress,
-            description=f"fit {self.name}",
-            weight_decay=self.config.weight_decay,
-        )
-        return self.eval()

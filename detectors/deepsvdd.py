@@ -64,6 +64,10 @@ class DeepSVDD(Detector):
         center = embed(self.encoder, train, self.config.batch_size, device).mean(0)
         self.center.copy_(fix_near_zero(center, self.config.center_eps))
 
+    def training_loss(self, batch: Tensor, generator: torch.Generator) -> Tensor:
+        """Mean squared distance of the batch's features to the centre (what the encoder minimises)."""
+        return self.score(batch).mean()
+
     def fit(
         self,
         train: Tensor,
@@ -76,7 +80,7 @@ class DeepSVDD(Detector):
         self.init_center(train, device)
         self.train()
         fit_minibatches(
-            lambda batch: self.score(batch).mean(),
+            lambda batch: self.training_loss(batch, generator),
             self.encoder.parameters(),
             train,
             config=self.config,
