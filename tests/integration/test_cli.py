@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,8 +64,21 @@ def test_list_shows_every_registry() -> None:
 
 def test_run_writes_records_then_resumes_without_work(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["--detectors", "deepsvdd", "--attacks", "pgd", "--datasets", "digits", "--classes", "0,1",
-            "--eps", "0,4/255", "--out", str(out), "--quiet"]
+    args = [
+        "--detectors",
+        "deepsvdd",
+        "--attacks",
+        "pgd",
+        "--datasets",
+        "digits",
+        "--classes",
+        "0,1",
+        "--eps",
+        "0,4/255",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
