@@ -42,6 +42,25 @@ class ConvAutoencoderMixin:
         """Per-image mean squared error [N]."""
         return (recon - x).pow(2).flatten(1).mean(1)
 
+    def fit_autoencoder(
+        self, train: Tensor, device: str | torch.device, generator: torch.Generator | None, progress: Progress
+    ) -> torch.Generator:
+        """Build the autoencoder and train it to reconstruct ``train``; returns the generator the fit draws from."""
+        generator = setup_seeded(self, train, device, generator)
+        self.train()
+        fit_minibatches(
+            lambda batch: self.reconstruction_error(batch, self.decoder(self.encoder(batch))).mean(),
+            self.parameters(),
+            train,
+            config=self.config,
+            device=device,
+            generator=generator,
+            progress=progress,
+            description=f"fit {self.name}",
+            weight_decay=self.config.weight_decay,
+        )
+        return generator
+
 
 @register_detector("ae")
 class Autoencoder(ConvAutoencoderMixin, Detector):
@@ -70,17 +89,5 @@ class Autoencoder(ConvAutoencoderMixin, Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> Autoencoder:
-        generator = setup_seeded(self, train, device, generator)
-        self.train()
-        fit_minibatches(
-            lambda batch: self.score(batch).mean(),
-            self.parameters(),
-            train,
-            config=self.config,
-            device=device,
-            generator=generator,
-            progress=progress,
-            description=f"fit {self.name}",
-            weight_decay=self.config.weight_decay,
-        )
+        self.fit_autoencoder(train, device, generator, progress)
         return self.eval()

@@ -10,7 +10,6 @@ from torch import Tensor
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.ae import AEConfig, ConvAutoencoderMixin
 from detectors.base import Detector, register_detector
-from detectors.common import fit_minibatches, setup_seeded
 
 
 @dataclass
@@ -68,17 +67,5 @@ class APAE(ConvAutoencoderMixin, Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> APAE:
-        generator = setup_seeded(self, train, device, generator)
-        self.train()
-        fit_minibatches(
-            lambda batch: self.reconstruction_error(batch, self.decoder(self.encoder(batch))).mean(),
-            self.parameters(),
-            train,
-            config=self.config,
-            device=device,
-            generator=generator,
-            progress=progress,
-            description=f"fit {self.name}",
-            weight_decay=self.config.weight_decay,
-        )
+        self.fit_autoencoder(train, device, generator, progress)
         return self.eval()

@@ -10,7 +10,7 @@ from torch import Tensor
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.ae import AEConfig, ConvAutoencoderMixin
 from detectors.base import Detector, register_detector
-from detectors.common import embed, fit_minibatches, setup_seeded
+from detectors.common import embed, fit_minibatches
 
 
 @dataclass
@@ -68,18 +68,8 @@ class PrincipaLS(ConvAutoencoderMixin, Detector):
         generator: torch.Generator | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> PrincipaLS:
-        generator = setup_seeded(self, train, device, generator)
-        self.train()
+        generator = self.fit_autoencoder(train, device, generator, progress)
         common = {"device": device, "generator": generator, "progress": progress}
-        fit_minibatches(
-            lambda batch: self.reconstruction_error(batch, self.decoder(self.encoder(batch))).mean(),
-            self.parameters(),
-            train,
-            config=self.config,
-            description=f"fit {self.name}",
-            weight_decay=self.config.weight_decay,
-            **common,
-        )
         self.eval()
         mean, components = principal_components(
             embed(self.encoder, train, self.config.batch_size, device), self.config.kept_variance
