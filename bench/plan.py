@@ -10,6 +10,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from bench.cache import CheckpointCache, fit_key
+from bench.config import format_eps
 from bench.data import load_split
 from bench.grid import EvalJob, FitGroup
 from bench.history import TimingHistory
@@ -110,7 +111,7 @@ def format_plan(planned: list[PlannedGroup], workers: int) -> str:
     rows = [("fit job", "fit", "cells", "to run", "est.")]
     for p in planned:
         fit = p.group.fit
-        cells = ", ".join(f"{job.attack}@{job.eps:.4g}" for job in p.todo) or "-"
+        cells = ", ".join(f"{job.attack}@{format_eps(job.eps)}" for job in p.todo) or "-"
         rows.append((fit.label, p.fit if p.todo else "done", str(len(p.keys)), cells, format_seconds(p.seconds)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows]
