@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 from abc import ABC, abstractmethod
@@ -121,13 +122,26 @@ class Detector(nn.Module, ABC):
 
     @classmethod
     def code_version(cls) -> str:
-        """Hash of the source that defines this detector (its module, the base contract and shared nets)."""
-        digest = hashlib.sha256()
-        here = Path(__file__).parent
-        for path in sorted({Path(inspect.getfile(cls)), here / "base.py", here / "nets.py", here / "common.py"}):
-            if path.is_file():
-                digest.update(path.read_bytes())
-        return digest.hexdigest()[:16]
+        """Hash of the source that defines this detector: the modules of its detector base classes too (a
+        subclass inherits their fit) and the shared support modules."""
+        return source_digest(cls.source_files())
+
+    @classmethod
+    def source_files(cls) -> frozenset[Path]:
+        """Files of this class and of its detector base classes."""
+        return frozenset(Path(inspect.getfile(k)) for k in cls.__mro__ if k.__module__.startswith("detectors."))
+
+
+@functools.cache
+def source_digest(modules: frozenset[Path]) -> str:
+    """Hash of ``modules`` plus the shared detector sources (read once per process)."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    shared = {here / name for name in ("base.py", "nets.py", "common.py", "augment.py")}
+    for path in sorted(modules | shared):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def config_from(cls: type[Detector], preset: str | None, overrides: dict[str, Any]) -> Any:

@@ -158,3 +158,12 @@ def test_checkpoint_cache_round_trip(tmp_path) -> None:
     assert cache.load("k", restored) == 1.5
     torch.testing.assert_close(restored.score_batched(split.test), detector.score_batched(split.test), rtol=0, atol=0)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_code_version_covers_the_base_classes_a_detector_inherits_from() -> None:
+    from detectors import DETECTORS
+
+    names = {name: {p.name for p in DETECTORS.get(name).source_files()} for name in ("at-deepsvdd", "apae", "cobra")}
+    assert {"at_deepsvdd.py", "deepsvdd.py"} <= names["at-deepsvdd"]
+    assert {"apae.py", "ae.py"} <= names["apae"]
+    assert {"cobra.py", "csi.py"} <= names["cobra"]
