@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.progress import NULL_PROGRESS, Progress
-from detectors.ae import AEConfig, ConvAutoencoderMixin
-from detectors.base import Detector, register_detector
+from detectors.ae import AEConfig, Autoencoder
+from detectors.base import register_detector
 
 
 @dataclass
@@ -21,7 +20,7 @@ class APAEConfig(AEConfig):
 
 
 @register_detector("apae")
-class APAE(ConvAutoencoderMixin, Detector):
+class APAE(Autoencoder):
     """APAE (adversarially robust AE with approximate projection): reconstruction error after latent descent.
 
     No public code exists; implemented from the description. A convolutional AE is trained on normal images.
@@ -33,9 +32,6 @@ class APAE(ConvAutoencoderMixin, Detector):
     """
 
     Config = APAEConfig
-
-    def build(self, input_shape: tuple[int, int, int]) -> None:
-        self.build_autoencoder(input_shape)
 
     def features(self, x: Tensor) -> Tensor:
         return self.project(x)
@@ -58,14 +54,3 @@ class APAE(ConvAutoencoderMixin, Detector):
 
     def score(self, x: Tensor) -> Tensor:
         return self.reconstruction_error(x, self.decoder(self.project(x)))
-
-    def fit(
-        self,
-        train: Tensor,
-        *,
-        device: str | torch.device = "cpu",
-        generator: torch.Generator | None = None,
-        progress: Progress = NULL_PROGRESS,
-    ) -> APAE:
-        self.fit_autoencoder(train, device, generator, progress)
-        return self.eval()
