@@ -236,9 +236,8 @@ class Attack(ABC):
         """Per-sample objective without gradients, averaged over ``eot_draws`` forwards (EOT for bookkeeping)."""
         draws = self.eot_draws(detector)
         total: Tensor | float = 0.0
-        with torch.no_grad():
-            for _ in range(draws):
-                total = total + self.objective(detector, x, sign, score_fn).float()
+        for _ in range(draws):
+            total = total + self.objective(detector, x, sign, score_fn).float()
         return total / draws
 
     def objective_and_grad(

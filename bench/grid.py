@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,13 @@ from detectors import create_detector
 
 def source_version(obj: Any) -> str:
     """Hash of the file that defines ``obj``'s class (so a code change invalidates cached cells)."""
-    return stable_hash(Path(inspect.getfile(type(obj))).read_text(), 12)
+    return file_hash(Path(inspect.getfile(type(obj))))
+
+
+@functools.cache
+def file_hash(path: Path) -> str:
+    """Hash of a source file's text (read once per process)."""
+    return stable_hash(path.read_text(), 12)
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class FitJob:
         """A fresh, unfitted detector for this job."""
         return create_detector(self.detector, preset=self.preset, **self.detector_kwargs)
 
-    @property
+    @functools.cached_property
     def spec(self) -> dict[str, Any]:
         """What determines the fit (before the data is loaded): used in record keys."""
         detector = self.build_detector()
