@@ -70,14 +70,14 @@ class APGD(Attack):
         if self.config.loss not in LOSSES:
             raise UsageError(f"unknown APGD loss {self.config.loss!r}; choose from: {', '.join(LOSSES)}")
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         centre, spread = centre_and_spread(sign * self.evaluate(detector, x, sign))
         loss_fn = signed_loss(self.config.loss, centre, spread, sign)
         best = BestIterate(x)
         for _ in range(max(self.config.restarts, 1)):
             start = start_point(x, self.config.eps, self.config.norm, self.config.random_start, generator)
             best.merge(self.run_once(detector, x, sign, start, loss_fn))
-        return best.x
+        return best
 
     def run_once(self, detector: Any, x: Tensor, sign: Tensor, start: Tensor, loss_fn) -> BestIterate:
         """One APGD run from ``start``: ``steps`` forward+backward passes and a final forward."""

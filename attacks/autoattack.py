@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from attacks.apgd import APGD, APGDConfig
-from attacks.base import Attack, AttackConfig, register_attack
+from attacks.base import Attack, AttackConfig, AttackResult, register_attack
 from attacks.common import BestIterate, clone_generator
 from attacks.square import Square, SquareConfig
 from bench.errors import UsageError
@@ -85,25 +85,25 @@ class AutoAttack(Attack):
             out["square"] = Square(SquareConfig(**common, queries=queries))
         return out
 
-    def perturb(
+    def run(
         self, detector: Any, x: Tensor, is_anomaly: Tensor, *, generator: torch.Generator | None = None
-    ) -> Tensor:
+    ) -> AttackResult:
         self._members = [(n, m, clone_generator(generator)) for n, m in self.members(detector).items()]
         try:
-            x_adv = super().perturb(detector, x, is_anomaly, generator=generator)
+            result = super().run(detector, x, is_anomaly, generator=generator)
         finally:
             for _, member, _ in self._members:
                 self.passes.forward += member.passes.forward
                 self.passes.backward += member.passes.backward
         if generator is not None and self._members and self._members[0][2] is not None:
             generator.set_state(self._members[0][2].get_state())
-        return x_adv
+        return result
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
+        """Each member's best iterates, merged on the objectives the members tracked (no re-evaluation)."""
         if not self._members:
-            raise RuntimeError("AutoAttack.attack_batch is driven by perturb, which sets up the members")
+            raise RuntimeError("AutoAttack.attack_batch is driven by run, which sets up the members")
         best = BestIterate(x)
         for _, member, member_generator in self._members:
-            candidate = member.attack_batch(detector, x, sign, member_generator).detach()
-            best.update(candidate, self.evaluate(detector, candidate, sign))
-        return best.x
+            best.merge(member.attack_batch(detector, x, sign, member_generator))
+        return best

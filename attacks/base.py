@@ -13,7 +13,7 @@ import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -21,6 +21,9 @@ from torch import Tensor
 from bench.config import load_preset, parse_norm
 from bench.errors import UsageError
 from bench.registry import Registry
+
+if TYPE_CHECKING:
+    from attacks.common import BestIterate
 
 SIDES = ("both", "in", "out")
 #: Name suffixes selecting a one-sided variant of any attack: ``pgd-in`` attacks normals only, ``pgd-out`` anomalies.
@@ -177,6 +180,29 @@ def check_in_ball(x_adv: Tensor, x: Tensor, eps: float, norm: str, tol: float = 
 ScoreFn = Callable[[Tensor], Tensor]
 
 
+@dataclass
+class AttackResult:
+    """Adversarial inputs [N, ...] and the detector's score at each one the attack evaluated (NaN elsewhere)."""
+
+    x_adv: Tensor
+    scores: Tensor
+
+    def completed_scores(self, detector: Any) -> Tensor:
+        """Scores [N] of every adversarial input: the tracked ones, and one ``score_batched`` of the rest."""
+        missing = torch.isnan(self.scores)
+        if not missing.any():
+            return self.scores
+        scores = self.scores.clone()
+        scores[missing] = detector.score_batched(self.x_adv[missing]).float().cpu()
+        return scores
+
+
+def tracked_scores(best: BestIterate, sign: Tensor) -> Tensor:
+    """The score at each best iterate, recovered from its objective ``sign * s`` (NaN where not finite)."""
+    scores = (best.objective * sign).float()
+    return torch.where(torch.isfinite(scores), scores, torch.nan).cpu()
+
+
 class Attack(ABC):
     """Base class of every attack: batching, side selection, pass accounting and the final ball check."""
 
@@ -209,22 +235,45 @@ class Attack(ABC):
         self, detector: Any, x: Tensor, is_anomaly: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """Adversarial versions of ``x`` (same shape, in [0, 1], within eps), attacking per ``config.side``."""
+        return self.run(detector, x, is_anomaly, generator=generator).x_adv
+
+    def run(
+        self, detector: Any, x: Tensor, is_anomaly: Tensor, *, generator: torch.Generator | None = None
+    ) -> AttackResult:
+        """``perturb``, also returning the score at each adversarial input the attack has already evaluated.
+
+        An attack that returns its best iterates knows their scores (objective times sign), so the robust score
+        costs no extra forward. Scores stay NaN for samples left alone or at eps=0, for attacks returning bare
+        tensors (the cross-check backends), and for stochastic detectors, whose tracked objective is a mean over
+        draws rather than one draw like the clean score.
+        """
         self.check_applicable(detector)
         sign = objective_sign(is_anomaly, self.config.side)
         x_adv = x.clone()
+        scores = torch.full((x.shape[0],), torch.nan)
+        keep_scores = not getattr(detector, "stochastic", False)
         device = detector.device
         attacked = torch.nonzero(sign != 0).flatten()
         for idx in attacked.split(self.config.batch_size) if attacked.numel() else ():
             xb = x[idx].to(device)
             if self.config.eps > 0:
-                xb = self.attack_batch(detector, xb, sign[idx].to(device), generator).detach()
+                out = self.attack_batch(detector, xb, sign[idx].to(device), generator)
+                xb = out.detach() if isinstance(out, Tensor) else out.x.detach()
+                if keep_scores and not isinstance(out, Tensor):
+                    scores[idx] = tracked_scores(out, sign[idx].to(device))
             x_adv[idx] = xb.to(x_adv.device)
         check_in_ball(x_adv, x, self.config.eps, self.config.norm)
-        return x_adv
+        return AttackResult(x_adv, scores)
 
     @abstractmethod
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Attack one batch on the detector's device; ``sign`` is +-1 per sample (see module docstring)."""
+    def attack_batch(
+        self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None
+    ) -> Tensor | BestIterate:
+        """Attack one batch on the detector's device; ``sign`` is +-1 per sample (see module docstring).
+
+        Returns the adversarial batch, or the best iterates with their objectives when these are the signed
+        detector score at them (then ``run`` reuses them as robust scores).
+        """
 
     def objective(self, detector: Any, x: Tensor, sign: Tensor, score_fn: ScoreFn | None = None) -> Tensor:
         """Per-sample objective ``sign * s(x)`` (one forward, counted); ``score_fn`` replaces ``detector.score``."""

@@ -39,7 +39,7 @@ class ComponentAttack(PGD):
                 f"{type(detector).__name__} has none"
             )
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         with torch.no_grad():
             names = list(detector.score_components(x[:1]))
         best = BestIterate(x)
@@ -52,4 +52,4 @@ class ComponentAttack(PGD):
             best.merge(self.ascend(detector, x, sign, generator, grad_fn))
         if self.config.include_total:
             best.merge(self.ascend(detector, x, sign, generator, self.gradient_fn(detector, x, sign)))
-        return best.x
+        return best

@@ -38,8 +38,8 @@ class PGD(Attack):
         """What the steps ascend; by default the signed score itself, whose forward doubles as bookkeeping."""
         return lambda xc: self.objective_and_grad(detector, xc, sign)
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
-        return self.ascend(detector, x, sign, generator, self.gradient_fn(detector, x, sign)).x
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
+        return self.ascend(detector, x, sign, generator, self.gradient_fn(detector, x, sign))
 
     def ascend(
         self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None, grad_fn: GradFn

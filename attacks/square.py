@@ -87,12 +87,12 @@ class Square(Attack):
     Config = SquareConfig
     white_box = False
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         best = BestIterate(x)
         best.update(x, self.evaluate(detector, x, sign))
         for _ in range(max(self.config.restarts, 1)):
             best.merge(self.search(detector, x, sign, generator))
-        return best.x
+        return best
 
     def search(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         """One random search of ``queries`` evaluations (the first is the initialisation)."""

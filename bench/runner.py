@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attacks.base import AttackNotApplicable
+from attacks.base import AttackNotApplicable, AttackResult
 from bench.cache import CheckpointCache, fit_key
 from bench.data import load_split
 from bench.grid import EvalJob, FitGroup
@@ -144,17 +144,19 @@ def prepare_detector(group: FitGroup, device: str, cache: CheckpointCache, force
 def run_cell(
     job: EvalJob, key: str, detector: Any, split: Any, clean: np.ndarray, store: RunStore, progress: Progress
 ) -> dict[str, Any]:
-    """Attack the test set, score it once, save per-sample scores; returns the record's measured fields."""
+    """Attack the test set, score it (reusing the scores the attack tracked), save per-sample scores; returns the
+    record's measured fields."""
     attack = job.build_attack()
     is_anomaly = split.test_is_anomaly
 
-    def attack_and_score() -> tuple[torch.Tensor, float, np.ndarray]:
+    def attack_and_score() -> tuple[AttackResult, float, np.ndarray]:
         start = time.perf_counter()
-        x_adv = attack.perturb(detector, split.test, is_anomaly, generator=generator_for("attack", key))
+        result = attack.run(detector, split.test, is_anomaly, generator=generator_for("attack", key))
         attack_seconds = time.perf_counter() - start
-        return x_adv, attack_seconds, check_scores(detector.score_batched(x_adv), "adversarial")
+        return result, attack_seconds, check_scores(result.completed_scores(detector), "adversarial")
 
-    x_adv, attack_seconds, adv = halving_batches_on_oom(attack_and_score, attack, detector)
+    result, attack_seconds, adv = halving_batches_on_oom(attack_and_score, attack, detector)
+    x_adv = result.x_adv
     examples = example_indices(is_anomaly)
     store.save_scores(
         key,
@@ -165,7 +167,9 @@ def run_cell(
         examples_adv=x_adv[examples].half().numpy(),
     )
     passes = getattr(detector, "passes_per_score", 1)
-    flags = cell_flags(detector, attack, split.test, is_anomaly, clean, adv, generator=generator_for("sanity", key))
+    flags = cell_flags(
+        detector, attack, split.test, is_anomaly, clean, adv, generator=generator_for("sanity", key), result=result
+    )
     return {
         "robust_auroc": auroc(adv, is_anomaly.numpy()),
         "attack_seconds": attack_seconds,

@@ -4,7 +4,10 @@ Per cell (``cell_flags``, run by the runner right after a cell is attacked):
 - ``eps0-mismatch``: the attack at eps=0 (which returns its input) does not reproduce the clean AUROC;
 - ``stochastic-no-eot``: a stochastic detector attacked with one draw per objective evaluation;
 - ``zero-gradients:<share>``: more than ``ZERO_GRADIENT_SHARE`` of the test inputs have an all-zero (or non-finite)
-  input gradient of the score (the share is part of the flag, e.g. ``zero-gradients:0.42``).
+  input gradient of the score (the share is part of the flag, e.g. ``zero-gradients:0.42``);
+- ``score-mismatch``: the robust scores the attack tracked (reused instead of a final score pass) differ from a
+  fresh ``score_batched`` of the same adversarial inputs, checked on up to ``SCORE_CHECK_SAMPLES`` of them (a
+  score that depends on its batch, or an attack tracking something other than the score).
 
 Across cells (``grid_flags``, run on all records of a run):
 - ``eps0-mismatch``: a record at eps=0 whose robust AUROC differs from its clean AUROC;
@@ -26,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, split_side
+from attacks.base import ATTACKS, AttackResult, split_side
+from attacks.common import centre_and_spread
 from bench.metrics import auroc
 
 MONOTONE_TOLERANCE = 0.005
@@ -34,6 +38,8 @@ MASKING_TOLERANCE = 0.01
 EPS0_TOLERANCE = 1e-4
 ZERO_GRADIENT_SHARE = 0.1
 GRADIENT_SAMPLES = 256
+SCORE_CHECK_SAMPLES = 16
+SCORE_RTOL = 1e-4
 
 EPS0_MISMATCH = "eps0-mismatch"
 NON_MONOTONE_EPS = "non-monotone-eps"
@@ -41,6 +47,7 @@ NON_MONOTONE_STEPS = "non-monotone-steps"
 GRADIENT_MASKING = "possible-gradient-masking"
 ZERO_GRADIENTS = "zero-gradients"
 STOCHASTIC_NO_EOT = "stochastic-no-eot"
+SCORE_MISMATCH = "score-mismatch"
 
 #: Record fields that identify one (dataset, class, detector, seed) evaluation under one norm.
 CELL_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm")
@@ -55,8 +62,12 @@ def cell_flags(
     adv_scores: np.ndarray | Tensor,
     *,
     generator: torch.Generator | None = None,
+    result: AttackResult | None = None,
 ) -> list[str]:
-    """Per-cell checks of one attacked test set (costs one score pass and one gradient pass on <= 256 inputs)."""
+    """Per-cell checks of one attacked test set (costs one score pass and one gradient pass on <= 256 inputs).
+
+    ``result``, the attack's output, lets the tracked robust scores be checked against fresh ones.
+    """
     labels = np.asarray(is_anomaly).astype(bool)
     clean_auroc = auroc(np.asarray(clean_scores), labels)
     flags: list[str] = []
@@ -71,7 +82,22 @@ def cell_flags(
     share = zero_gradient_share(detector, x, batch_size=attack.config.batch_size)
     if share > ZERO_GRADIENT_SHARE:
         flags.append(f"{ZERO_GRADIENTS}:{share:.2f}")
+    if result is not None and tracked_scores_differ(detector, result, np.asarray(clean_scores)):
+        flags.append(SCORE_MISMATCH)
     return flags
+
+
+def tracked_scores_differ(detector: Any, result: AttackResult, clean_scores: np.ndarray) -> bool:
+    """Whether up to ``SCORE_CHECK_SAMPLES`` tracked scores differ from fresh ones by more than ``SCORE_RTOL`` of
+    their magnitude plus ``SCORE_RTOL`` of the clean scores' spread (float noise of a different batch size passes).
+    """
+    tracked = torch.nonzero(~torch.isnan(result.scores)).flatten()
+    if tracked.numel() == 0:
+        return False
+    index = tracked[torch.linspace(0, tracked.numel() - 1, min(SCORE_CHECK_SAMPLES, tracked.numel())).round().long()]
+    fresh = detector.score_batched(result.x_adv[index]).float().cpu()
+    _, spread = centre_and_spread(torch.as_tensor(clean_scores))
+    return not torch.allclose(result.scores[index], fresh, rtol=SCORE_RTOL, atol=SCORE_RTOL * float(spread))
 
 
 def eps0_auroc(detector: Any, attack: Any, x: Tensor, is_anomaly: Tensor, generator=None) -> float:

@@ -82,3 +82,27 @@ def test_one_sided_variants_touch_one_group(name, setup) -> None:
         assert attack.config.side == side and attack.label == f"{name}-{side}"
         x_adv = attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(1))
         assert torch.equal(x_adv[untouched], x[untouched])
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_tracked_robust_scores_are_the_scores_of_the_returned_inputs(name, setup) -> None:
+    if not available(name):
+        pytest.skip(f"{name} needs the xcheck extra")
+    det, x, is_anomaly = setup
+    attack = create_attack(name, eps=0.05, batch_size=5, **FAST.get(name, {}))
+    result = attack.run(det, x, is_anomaly, generator=torch.Generator().manual_seed(1))
+    tracked = ~torch.isnan(result.scores)
+    if not getattr(ATTACKS.get(name), "cross_check", False):
+        assert tracked.all(), "an attack returning best iterates must report the score of every one"
+    fresh = det.score_batched(result.x_adv)
+    torch.testing.assert_close(result.scores[tracked], fresh[tracked].float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(result.completed_scores(det), fresh.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_untracked_scores_stay_nan(setup) -> None:
+    det, x, is_anomaly = setup
+    one_sided = create_attack("pgd-in", eps=0.05).run(det, x, is_anomaly, generator=torch.Generator().manual_seed(1))
+    assert torch.isnan(one_sided.scores[is_anomaly]).all() and not torch.isnan(one_sided.scores[~is_anomaly]).any()
+    zero = create_attack("pgd", eps=0.0).run(det, x, is_anomaly)
+    assert torch.isnan(zero.scores).all()
+    torch.testing.assert_close(zero.completed_scores(det), det.score_batched(x).float())

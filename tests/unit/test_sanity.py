@@ -11,6 +11,7 @@ from bench.sanity import (
     GRADIENT_MASKING,
     NON_MONOTONE_EPS,
     NON_MONOTONE_STEPS,
+    SCORE_MISMATCH,
     STOCHASTIC_NO_EOT,
     attack_steps,
     cell_flags,
@@ -120,3 +121,22 @@ def test_attack_steps_reads_the_budget() -> None:
     assert attack_steps(create_attack("pgd", steps=7)) == 7
     assert attack_steps(create_attack("autoattack", apgd_steps=20)) == 20
     assert attack_steps(create_attack("square", queries=30)) == 30
+
+
+class BatchCentredScorer(LinearScorer):
+    """w.x minus its batch mean: a score that depends on which other images share the batch."""
+
+    def score(self, x):
+        raw = x.flatten(1) @ self.w
+        return raw - raw.mean()
+
+
+def test_score_mismatch_when_tracked_scores_depend_on_the_batch() -> None:
+    x, is_anomaly = toy_data()
+    w = torch.randn(16, generator=torch.Generator().manual_seed(2))
+    for det, expected in ((LinearScorer(w), False), (BatchCentredScorer(w), True)):
+        attack = create_attack("pgd", eps=0.05, batch_size=7)
+        result = attack.run(det, x, is_anomaly, generator=torch.Generator().manual_seed(0))
+        clean = det.score_batched(x).numpy()
+        flags = cell_flags(det, attack, x, is_anomaly, clean, result.completed_scores(det).numpy(), result=result)
+        assert (SCORE_MISMATCH in flags) == expected
