@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from detectors.augment import (
     CutPasteScarShift,
     RotationShift,
+    SimCLRParams,
+    augment_view,
     draw_simclr,
+    draw_view,
     hsv_to_rgb,
     nt_xent,
     pairwise_nt_xent,
@@ -104,6 +107,27 @@ def reference_nt_xent(z: torch.Tensor, chunks: int, tau: float) -> torch.Tensor:
             if j != i and j % b == i % b:
                 total += -math.log(math.exp(float(z[i] @ z[j]) / tau) / denom)
     return torch.tensor(total / n)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shared_draw_selects_the_branch_the_per_image_blend_would(seed):
+    """A one-row draw (the test score's views) takes branches; the same draw repeated per image blends them."""
+    x = torch.rand(5, 3, 12, 12, generator=gen(1))
+    shared = draw_view(1, RotationShift(), 12, gen(seed), (0.54, 0.54))
+    rows = {
+        f: getattr(shared.simclr, f).expand(5, *getattr(shared.simclr, f).shape[1:])
+        for f in shared.simclr.__dataclass_fields__
+    }
+    per_image = type(shared)(SimCLRParams(**rows), shared.shift)
+    outputs, grads = [], []
+    for params in (shared, per_image):
+        leaf = x.clone().requires_grad_(True)
+        out = augment_view(leaf, RotationShift(), 1, params, crop=True)
+        (grad,) = torch.autograd.grad(out.square().sum(), leaf)
+        outputs.append(out)
+        grads.append(grad)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-5)
 
 
 def test_nt_xent_hand_computed():
