@@ -362,8 +362,13 @@ class ShiftedContrastiveDetector(Detector):
         return {"similarity": terms[:, 0], "shift": terms[:, 1]}
 
     def features(self, x: Tensor) -> Tensor:
-        """[N, K * d]: zbar_k(x) for every shift, concatenated; compare with ``feature_bank`` (normalised per k)."""
-        return torch.cat([self._ensemble(part)[0].flatten(1) for part in x.split(self._images_per_chunk())])
+        """[N, K * d]: zbar_k(x) / ||zbar_k(x)|| for every shift, concatenated: the space of ``feature_bank``.
+
+        Normalised like the bank, so that a feature-space attack measures distances the similarity term sees (raw
+        features would pull an anomaly's norms toward the bank's unit norms, and lower its similarity term).
+        """
+        parts = [F.normalize(self._ensemble(part)[0], dim=2).flatten(1) for part in x.split(self._images_per_chunk())]
+        return torch.cat(parts)
 
 
 @register_detector("csi")

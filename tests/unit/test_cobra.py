@@ -50,6 +50,9 @@ def test_components_sum_to_score_and_features_match_bank(fitted):
     assert torch.allclose(parts["similarity"] + parts["shift"], det.score(x), atol=1e-5)
     assert det.features(x).shape[1] == det.feature_bank.shape[1]
     assert det.feature_bank.shape[0] == 32
+    k = det.shift.num_shifts
+    for vectors in (det.features(x), det.feature_bank):  # both unit-norm per shift: the same space
+        torch.testing.assert_close(vectors.view(vectors.shape[0], k, -1).norm(dim=2), torch.ones(vectors.shape[0], k))
 
 
 def test_chunked_equals_unchunked_scores_and_gradients(fitted):
