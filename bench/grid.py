@@ -98,6 +98,13 @@ class EvalJob:
             }
         )
 
+    def seed_key(self) -> str:
+        """What seeds the cell's attack: its key without the code versions, so that a code change which leaves
+        the detector and attack alone (a refactor, a docstring) does not move the random starts."""
+        fit = {name: value for name, value in self.fit.spec.items() if name != "code"}
+        attack = dataclasses.asdict(self.build_attack().config)
+        return stable_hash({"fit": fit, "attack": self.attack, "attack_config": attack})
+
 
 @dataclass
 class FitGroup:

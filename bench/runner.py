@@ -148,10 +148,11 @@ def run_cell(
     record's measured fields."""
     attack = job.build_attack()
     is_anomaly = split.test_is_anomaly
+    seed_key = job.seed_key()
 
     def attack_and_score() -> tuple[AttackResult, float, np.ndarray]:
         start = time.perf_counter()
-        result = attack.run(detector, split.test, is_anomaly, generator=generator_for("attack", key))
+        result = attack.run(detector, split.test, is_anomaly, generator=generator_for("attack", seed_key))
         attack_seconds = time.perf_counter() - start
         return result, attack_seconds, check_scores(result.completed_scores(detector), "adversarial")
 
@@ -168,7 +169,7 @@ def run_cell(
     )
     passes = getattr(detector, "passes_per_score", 1)
     flags = cell_flags(
-        detector, attack, split.test, is_anomaly, clean, adv, generator=generator_for("sanity", key), result=result
+        detector, attack, split.test, is_anomaly, clean, adv, generator=generator_for("sanity", seed_key), result=result
     )
     return {
         "robust_auroc": auroc(adv, is_anomaly.numpy()),

@@ -177,3 +177,17 @@ def test_local_cpu_cpu_equals_serial_and_a_killed_worker_fails_only_its_cells(
     assert numbers(toy_records) == numbers(serial)
     history = TimingHistory()
     assert history.fit_seconds("exec-toy", "digits") is not None
+
+
+def test_attack_seed_survives_code_changes_that_move_the_cell_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (group,) = build_grid(toy_config(tmp_path, ["exec-toy"], [0]))
+    job = group.evals[0]
+    seed_key, key = job.seed_key(), job.key()
+    edited = dict(group.fit.spec, code="edited")  # what any edit of the detector's files does to the spec
+    monkeypatch.setitem(group.fit.__dict__, "spec", edited)
+    assert job.key(edited) != key, "the cache key must see the edit"
+    assert job.seed_key() == seed_key, "the attack's random start must not"
+    other_eps = build_grid(toy_config(tmp_path, ["exec-toy"], [0], eps=[8 / 255]))[0].evals[0]
+    assert other_eps.seed_key() != seed_key
