@@ -20,6 +20,7 @@ FLAG_DESCRIPTIONS = {
     "non-monotone-eps": "robust AUROC rose with a larger eps (the attack may not have converged)",
     "non-monotone-steps": "robust AUROC rose with more attack steps (the attack may not have converged)",
     "zero-gradients": "many inputs had all-zero or non-finite score gradients (the number is their share)",
+    "score-mismatch": "the robust scores the attack tracked differ from a fresh scoring of its adversarial inputs",
     "incomplete": "some cells of this average failed; the mean covers fewer classes",
 }
 FLAG_MARK = "†"

@@ -12,10 +12,12 @@ import torch
 from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
+from bench import sanity
 from bench.metrics import aggregate_clean, aggregate_robust, bootstrap_auroc_ci
 from bench.report import build_leaderboard, console_table, write_reports
 from bench.report.commands import report_command
 from bench.report.latex import latex_escape, macro_name
+from bench.report.model import FLAG_DESCRIPTIONS
 from bench.store import RunStore
 
 PGD = ("pgd", "linf", 4 / 255)
@@ -243,3 +245,8 @@ def test_console_table_lists_every_detector() -> None:
     assert all(d in text for d in ("cobra", "deep_svdd", "patch%core")) and "68.8 ± 0.7" in text
     board = build_leaderboard(grid_records())
     assert board.flags == ["possible-gradient-masking"] and board.n_seeds == 2
+
+
+def test_every_sanity_flag_has_a_legend_entry() -> None:
+    flags = {value for name, value in vars(sanity).items() if name.isupper() and isinstance(value, str)}
+    assert flags and flags <= set(FLAG_DESCRIPTIONS)
