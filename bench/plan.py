@@ -39,10 +39,10 @@ def estimate_seconds(group: FitGroup, todo: list[EvalJob], fit: str, history: Ti
     """Median fit time (unless cached) plus each unfinished cell's median attack time; None if any is unknown."""
     if not todo:
         return 0.0
-    name, dataset = group.fit.detector, group.fit.dataset
-    parts = [history.attack_seconds(name, dataset, job.attack) for job in todo]
+    name, dataset, preset = group.fit.detector, group.fit.dataset, group.fit.preset
+    parts = [history.attack_seconds(name, dataset, preset, job.attack) for job in todo]
     if fit != CACHED:
-        parts.append(history.fit_seconds(name, dataset))
+        parts.append(history.fit_seconds(name, dataset, preset))
     return None if any(p is None for p in parts) else float(sum(parts))  # type: ignore[arg-type]
 
 

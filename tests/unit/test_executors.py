@@ -97,13 +97,14 @@ def test_pinned_threads_restores_setting() -> None:
 def test_history_medians_and_longest_first(tmp_path: Path) -> None:
     history = TimingHistory(tmp_path / "h.json")
     for seconds in (1.0, 5.0, 3.0):
-        history.add_fit("exec-toy", "digits", seconds)
-    history.add_attack("exec-toy", "digits", "pgd", 2.0)
+        history.add_fit("exec-toy", "digits", "quick", seconds)
+    history.add_attack("exec-toy", "digits", "quick", "pgd", 2.0)
     history.save()
     reread = TimingHistory(tmp_path / "h.json")
-    assert reread.fit_seconds("exec-toy", "digits") == 3.0
-    assert reread.attack_seconds("exec-toy", "digits", "pgd") == 2.0
-    assert reread.fit_seconds("exec-toy", "mnist") is None
+    assert reread.fit_seconds("exec-toy", "digits", "quick") == 3.0
+    assert reread.attack_seconds("exec-toy", "digits", "quick", "pgd") == 2.0
+    assert reread.fit_seconds("exec-toy", "mnist", "quick") is None
+    assert reread.fit_seconds("exec-toy", "digits", "paper") is None, "another preset sizes the work differently"
     assert makespan([4, 3, 3, 2], 2) == 6 and makespan([4, 3, 3, 2], 1) == 12
 
 
@@ -112,8 +113,8 @@ def test_plan_counts_cached_fits_finished_cells_and_orders_longest_first(tmp_pat
     groups = build_grid(cfg)
     store = RunStore(cfg.out)
     history = TimingHistory(tmp_path / "h.json")
-    history.add_fit("exec-toy-nan", "digits", 10.0)
-    history.add_attack("exec-toy-nan", "digits", "pgd", 1.0)
+    history.add_fit("exec-toy-nan", "digits", "quick", 10.0)
+    history.add_attack("exec-toy-nan", "digits", "quick", "pgd", 1.0)
     planned = plan_groups(groups, store, history=history, cache=CheckpointCache())
     assert [p.fit for p in planned] == [TO_FIT] * 4 and all(len(p.todo) == 1 for p in planned)
     assert [p.seconds for p in planned] == [None, 11.0, None, 11.0]  # classes outer, detectors inner
@@ -176,7 +177,7 @@ def test_local_cpu_cpu_equals_serial_and_a_killed_worker_fails_only_its_cells(
     toy_records = [r for r in local if r["detector"] == "exec-toy"]
     assert numbers(toy_records) == numbers(serial)
     history = TimingHistory()
-    assert history.fit_seconds("exec-toy", "digits") is not None
+    assert history.fit_seconds("exec-toy", "digits", "quick") is not None
 
 
 def test_attack_seed_survives_code_changes_that_move_the_cell_key(
