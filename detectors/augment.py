@@ -33,9 +33,16 @@ def _bernoulli(n: int, p: float, generator: torch.Generator) -> Tensor:
     return torch.rand(n, generator=generator) < p
 
 
-def _shared_flag(value: Tensor) -> bool | None:
-    """The value of a flag drawn once for every image (a one-row parameter, as in the test score), else None."""
-    return bool(value.reshape(-1)[0]) if value.numel() == 1 else None
+def _choose(flag: Tensor, x: Tensor, if_true: Callable[[], Tensor], if_false: Callable[[], Tensor]) -> Tensor:
+    """Per image, ``if_true()`` where ``flag`` is set, else ``if_false()``.
+
+    A flag drawn once for every image (a one-row parameter, as in the test score's views) computes only its
+    branch; per-image flags compute both and blend them with 0/1 weights (the same values).
+    """
+    if flag.numel() == 1:
+        return if_true() if bool(flag.reshape(-1)[0]) else if_false()
+    m = _rows(flag, x.shape[0], x.device)
+    return if_true() * m + if_false() * (1 - m)
 
 
 def _rows(value: Tensor, n: int, device: torch.device) -> Tensor:
@@ -100,11 +107,7 @@ def blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
 
 def flip_where(x: Tensor, mask: Tensor) -> Tensor:
     """Horizontally flip the images whose ``mask`` row is true."""
-    shared = _shared_flag(mask)
-    if shared is not None:
-        return x.flip(-1) if shared else x
-    m = _rows(mask, x.shape[0], x.device)
-    return x * (1 - m) + x.flip(-1) * m
+    return _choose(mask, x, lambda: x.flip(-1), lambda: x)
 
 
 # -------------------------------------------------------------------------------------- SimCLR augmentation
@@ -154,31 +157,20 @@ def _contrast_per_channel(x: Tensor, factor: Tensor) -> Tensor:
 
 
 def color_jitter(x: Tensor, p: SimCLRParams) -> Tensor:
-    """The released ColorJitterLayer: contrast and HSV adjustment in a drawn order, applied with p=0.8.
+    """The released ColorJitterLayer: contrast and HSV adjustment in a drawn order, applied with p=0.8."""
 
-    Flags drawn once for all images (the test score's views) select their branch; per-image flags blend both.
-    """
-    n, dev = x.shape[0], x.device
-    if _shared_flag(p.jitter) is False:
-        return x
-    contrast = _rows(p.contrast, n, dev)
-    hue, sat, val = (_rows(v, n, dev) for v in (p.hue, p.saturation, p.brightness))
-    first = _shared_flag(p.contrast_first)
-    if first is not None:
-        jittered = (
-            adjust_hsv(_contrast_per_channel(x, contrast), hue, sat, val)
-            if first
-            else _contrast_per_channel(adjust_hsv(x, hue, sat, val), contrast)
+    def jittered() -> Tensor:
+        n, dev = x.shape[0], x.device
+        contrast = _rows(p.contrast, n, dev)
+        hue, sat, val = (_rows(v, n, dev) for v in (p.hue, p.saturation, p.brightness))
+        return _choose(
+            p.contrast_first,
+            x,
+            lambda: adjust_hsv(_contrast_per_channel(x, contrast), hue, sat, val),
+            lambda: _contrast_per_channel(adjust_hsv(x, hue, sat, val), contrast),
         )
-    else:
-        on_first = _rows(p.contrast_first, n, dev)
-        contrast_then_hsv = adjust_hsv(_contrast_per_channel(x, contrast), hue, sat, val)
-        hsv_then_contrast = _contrast_per_channel(adjust_hsv(x, hue, sat, val), contrast)
-        jittered = on_first * contrast_then_hsv + (1 - on_first) * hsv_then_contrast
-    if _shared_flag(p.jitter):
-        return jittered
-    on = _rows(p.jitter, n, dev)
-    return x * (1 - on) + jittered * on
+
+    return _choose(p.jitter, x, jittered, lambda: x)
 
 
 def resized_crop(x: Tensor, crop: Tensor) -> Tensor:
@@ -194,12 +186,7 @@ def resized_crop(x: Tensor, crop: Tensor) -> Tensor:
 def simclr_augment(x: Tensor, p: SimCLRParams, *, crop: bool) -> Tensor:
     """Colour jitter, random grayscale and (low-res only, as released) the resized crop."""
     x = color_jitter(x, p)
-    gray = _shared_flag(p.gray)
-    if gray is not None:
-        x = grayscale(x) if gray else x
-    else:
-        g = _rows(p.gray, x.shape[0], x.device)
-        x = x * (1 - g) + grayscale(x) * g
+    x = _choose(p.gray, x, lambda: grayscale(x), lambda: x)
     return resized_crop(x, p.crop) if crop else x
 
 
