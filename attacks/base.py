@@ -255,12 +255,12 @@ class Attack(ABC):
         device = detector.device
         attacked = torch.nonzero(sign != 0).flatten()
         for idx in attacked.split(self.config.batch_size) if attacked.numel() else ():
-            xb = x[idx].to(device)
+            xb, sb = x[idx].to(device), sign[idx].to(device)
             if self.config.eps > 0:
-                out = self.attack_batch(detector, xb, sign[idx].to(device), generator)
+                out = self.attack_batch(detector, xb, sb, generator)
                 xb = out.detach() if isinstance(out, Tensor) else out.x.detach()
                 if keep_scores and not isinstance(out, Tensor):
-                    scores[idx] = tracked_scores(out, sign[idx].to(device))
+                    scores[idx] = tracked_scores(out, sb)
             x_adv[idx] = xb.to(x_adv.device)
         check_in_ball(x_adv, x, self.config.eps, self.config.norm)
         return AttackResult(x_adv, scores)

@@ -94,7 +94,7 @@ def tracked_scores_differ(detector: Any, result: AttackResult, clean_scores: np.
     tracked = torch.nonzero(~torch.isnan(result.scores)).flatten()
     if tracked.numel() == 0:
         return False
-    index = tracked[torch.linspace(0, tracked.numel() - 1, min(SCORE_CHECK_SAMPLES, tracked.numel())).round().long()]
+    index = tracked[evenly_spaced(tracked.numel(), SCORE_CHECK_SAMPLES)]
     fresh = detector.score_batched(result.x_adv[index]).float().cpu()
     _, spread = centre_and_spread(torch.as_tensor(clean_scores))
     return not torch.allclose(result.scores[index], fresh, rtol=SCORE_RTOL, atol=SCORE_RTOL * float(spread))
@@ -107,11 +107,16 @@ def eps0_auroc(detector: Any, attack: Any, x: Tensor, is_anomaly: Tensor, genera
     return auroc(detector.score_batched(x_zero).numpy(), np.asarray(is_anomaly).astype(bool))
 
 
+def evenly_spaced(n: int, limit: int) -> Tensor:
+    """Up to ``limit`` distinct, evenly spaced indices into ``n`` items (all of them when ``n <= limit``)."""
+    return torch.linspace(0, n - 1, min(limit, n)).round().long().unique()
+
+
 def zero_gradient_share(detector: Any, x: Tensor, *, batch_size: int = 256, limit: int = GRADIENT_SAMPLES) -> float:
     """Share of (up to ``limit``, evenly spaced) inputs whose score gradient is all zero or not finite."""
     if x.shape[0] == 0:
         return 0.0
-    index = torch.linspace(0, x.shape[0] - 1, min(limit, x.shape[0])).round().long().unique()
+    index = evenly_spaced(x.shape[0], limit)
     dead = 0
     for chunk in x[index].split(batch_size):
         x_req = chunk.to(detector.device).detach().requires_grad_(True)
