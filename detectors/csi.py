@@ -238,6 +238,7 @@ class ShiftedContrastiveDetector(Detector):
         self.register_buffer("weight_shi", torch.ones(k))
         self.passes_per_score = cfg.score_samples * k
         self._bytes_per_pass = activation_bytes_per_image(self.net, input_shape)
+        self._derived_memory_bytes: dict[torch.device, float] = {}
         self._eval_params = self._draw_eval_params()
 
     def _draw_eval_params(self) -> list[list[ViewParams]]:
@@ -313,8 +314,14 @@ class ShiftedContrastiveDetector(Detector):
 
     # ---------------------------------------------------------------------------------------------- scoring
     def _memory_bytes(self) -> float:
-        mb = self.config.max_memory_mb
-        return (mb if mb is not None else default_memory_mb(self.device)) * 2**20
+        """The score's memory budget: ``max_memory_mb``, else derived once per device (not on every score call,
+        so that chunking does not follow the memory that happens to be free at that moment)."""
+        if self.config.max_memory_mb is not None:
+            return self.config.max_memory_mb * 2**20
+        device = self.device
+        if device not in self._derived_memory_bytes:
+            self._derived_memory_bytes[device] = default_memory_mb(device) * 2**20
+        return self._derived_memory_bytes[device]
 
     def _images_per_chunk(self) -> int:
         """Images whose T x K backbone passes fit the memory budget together (at least one)."""
