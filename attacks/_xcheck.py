@@ -40,12 +40,7 @@ def import_library(*names: str) -> ModuleType:
 
 def autoattack_module(submodule: str) -> ModuleType:
     """``<package>.<submodule>`` of the reference AutoAttack (``autoattack``) or else of ``pyautoattack``."""
-    for package in ("autoattack", "pyautoattack"):
-        try:
-            return importlib.import_module(f"{package}.{submodule}")
-        except ImportError:
-            continue
-    raise UsageError(f"cross-check backend needs autoattack (fra31/auto-attack) or pyautoattack: {INSTALL_HINT}")
+    return import_library(f"autoattack.{submodule}", f"pyautoattack.{submodule}")
 
 
 class TwoLogitModel(nn.Module):

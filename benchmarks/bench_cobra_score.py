@@ -40,7 +40,8 @@ def make_detector(args: argparse.Namespace) -> COBRA:
         torch.manual_seed(0)
         det.setup((3, 32, 32))
     generator = torch.Generator().manual_seed(1)
-    bank = F.normalize(torch.randn(BANK, 4, det.feature_bank.shape[1] // 4, generator=generator), dim=2)
+    k = det.shift.num_shifts
+    bank = F.normalize(torch.randn(BANK, k, det.feature_bank.shape[1] // k, generator=generator), dim=2)
     det.feature_bank = bank.flatten(1)
     return det.to(args.device).eval()
 
@@ -62,7 +63,7 @@ def bare_passes(det: COBRA, x: torch.Tensor) -> None:
         views = [
             augment_view(leaf, det.shift, k, det._eval_params[t][k], crop=det.crop).detach().requires_grad_(True)
             for t in range(T)
-            for k in range(4)
+            for k in range(det.shift.num_shifts)
         ]
         batch = torch.cat(views)
         torch.autograd.grad(det.net.backbone(batch).sum(), batch)
@@ -89,7 +90,13 @@ def measure(args: argparse.Namespace) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
     if args.device.startswith("cuda"):
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
-    return {"median_s": statistics.median(times), "times": times, "peak_mb": peak, "chunk": det._images_per_chunk()}
+    return {
+        "median_s": statistics.median(times),
+        "times": times,
+        "peak_mb": peak,
+        "chunk": det._images_per_chunk(),
+        "passes_per_image": det.passes_per_score,
+    }
 
 
 def run_child(kind: str, args: argparse.Namespace) -> dict:
@@ -113,10 +120,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args)))
         return
-    print(f"COBRA score PGD step: batch {BATCH}, T={T}, K=4 ({T * 4 * BATCH} backbone passes), bank {BANK}")
+    pgd, bare = run_child("pgd", args), run_child("bare", args)
+    k = pgd["passes_per_image"] // T
+    print(f"COBRA score PGD step: batch {BATCH}, T={T}, K={k} ({T * k * BATCH} backbone passes), bank {BANK}")
     print(f"backbone: ResNet-18 width {args.width} blocks {args.blocks} on {args.device}; median of {args.repeats}")
     print("released code (rohban-lab/COBRA) is not available locally: no side-by-side run against it")
-    pgd, bare = run_child("pgd", args), run_child("bare", args)
     print(f"{'':12s}{'median s':>10s}{'peak MB':>10s}")
     for name, result in (("PGD step", pgd), ("bare passes", bare)):
         print(f"{name:12s}{result['median_s']:10.3f}{result['peak_mb']:10.0f}")
