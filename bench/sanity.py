@@ -48,6 +48,8 @@ GRADIENT_MASKING = "possible-gradient-masking"
 ZERO_GRADIENTS = "zero-gradients"
 STOCHASTIC_NO_EOT = "stochastic-no-eot"
 SCORE_MISMATCH = "score-mismatch"
+#: Flags only ``grid_flags`` gives: they depend on the other cells of a grid and are recomputed with it.
+GRID_ONLY_FLAGS = frozenset({NON_MONOTONE_EPS, NON_MONOTONE_STEPS, GRADIENT_MASKING})
 
 #: Record fields that identify one (dataset, class, detector, seed) evaluation under one norm.
 CELL_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm")

@@ -22,7 +22,7 @@ from bench.history import TimingHistory
 from bench.plan import format_plan, plan_groups
 from bench.progress import Progress
 from bench.runner import GroupResult
-from bench.sanity import grid_flags
+from bench.sanity import GRID_ONLY_FLAGS, grid_flags
 from bench.store import RunStore
 
 PACKAGES = (
@@ -173,18 +173,21 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
 
 
 def merge_grid_flags(store: RunStore, keys: set[str]) -> tuple[list[dict[str, Any]], bool]:
-    """Add the sanity ladder's cross-cell flags (eps/steps monotonicity, gradient masking) to the grid's records.
+    """Set the sanity ladder's cross-cell flags (eps/steps monotonicity, gradient masking) on the grid's records.
 
-    Returns the grid's records and whether a flag was added (records.jsonl is then rewritten atomically).
+    Cross-cell-only flags are recomputed from this grid, so a flag whose cause was recomputed away (a rerun
+    attack) disappears. Returns the grid's records and whether any flags changed (records.jsonl is then
+    rewritten atomically).
     """
     everything = store.records()
     records = [r for r in everything if r["key"] in keys]
     extra = grid_flags(records)
     changed = False
     for record in records:
-        new = [f for f in extra.get(record["key"], []) if f not in record["flags"]]
-        if new:
-            record["flags"] = [*record["flags"], *new]
+        kept = [f for f in record["flags"] if f not in GRID_ONLY_FLAGS]
+        flags = kept + [f for f in extra.get(record["key"], []) if f not in kept]
+        if flags != record["flags"]:
+            record["flags"] = flags
             changed = True
     if changed:
         store.rewrite(everything)

@@ -13,11 +13,14 @@ from bench.sanity import (
     NON_MONOTONE_STEPS,
     SCORE_MISMATCH,
     STOCHASTIC_NO_EOT,
+    ZERO_GRADIENTS,
     attack_steps,
     cell_flags,
     grid_flags,
     zero_gradient_share,
 )
+from bench.session import merge_grid_flags
+from bench.store import RunStore
 
 
 class DeadZoneScorer(LinearScorer):
@@ -140,3 +143,16 @@ def test_score_mismatch_when_tracked_scores_depend_on_the_batch() -> None:
         clean = det.score_batched(x).numpy()
         flags = cell_flags(det, attack, x, is_anomaly, clean, result.completed_scores(det).numpy(), result=result)
         assert (SCORE_MISMATCH in flags) == expected
+
+
+def test_merged_grid_flags_drop_a_cross_cell_flag_whose_cause_is_gone(tmp_path) -> None:
+    store = RunStore(tmp_path)
+    stale = record("pgd", 0.01, 0.7, key="pgd")
+    stale["flags"] = [ZERO_GRADIENTS + ":0.50", GRADIENT_MASKING]  # Square used to beat it; Square was rerun
+    square = record("square", 0.01, 0.75, key="square")
+    square["flags"] = []
+    for rec in (stale, square):
+        store.append_record(rec)
+    _, changed = merge_grid_flags(store, {"pgd", "square"})
+    assert changed and {r["key"]: r["flags"] for r in store.records()}["pgd"] == [ZERO_GRADIENTS + ":0.50"]
+    assert merge_grid_flags(store, {"pgd", "square"})[1] is False
