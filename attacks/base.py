@@ -182,18 +182,22 @@ ScoreFn = Callable[[Tensor], Tensor]
 
 @dataclass
 class AttackResult:
-    """Adversarial inputs [N, ...] and the detector's score at each one the attack evaluated (NaN elsewhere)."""
+    """Adversarial inputs [N, ...], the detector's score at each one the attack evaluated (NaN elsewhere), and
+    which samples its side attacks (the others are returned unchanged)."""
 
     x_adv: Tensor
     scores: Tensor
+    attacked: Tensor
 
-    def completed_scores(self, detector: Any) -> Tensor:
-        """Scores [N] of every adversarial input: the tracked ones, and one ``score_batched`` of the rest."""
-        missing = torch.isnan(self.scores)
-        if not missing.any():
-            return self.scores
+    def completed_scores(self, detector: Any, clean: Tensor | None = None) -> Tensor:
+        """Scores [N] of every adversarial input: the tracked ones, ``clean`` for samples the side leaves alone
+        (when given), and one ``score_batched`` of the rest."""
         scores = self.scores.clone()
-        scores[missing] = detector.score_batched(self.x_adv[missing]).float().cpu()
+        if clean is not None:
+            scores[~self.attacked] = clean[~self.attacked].float()
+        missing = torch.isnan(scores)
+        if missing.any():
+            scores[missing] = detector.score_batched(self.x_adv[missing]).float().cpu()
         return scores
 
 
@@ -263,7 +267,7 @@ class Attack(ABC):
                     scores[idx] = tracked_scores(out, sb)
             x_adv[idx] = xb.to(x_adv.device)
         check_in_ball(x_adv, x, self.config.eps, self.config.norm)
-        return AttackResult(x_adv, scores)
+        return AttackResult(x_adv, scores, (sign != 0).cpu())
 
     @abstractmethod
     def attack_batch(

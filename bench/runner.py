@@ -154,7 +154,11 @@ def run_cell(
         start = time.perf_counter()
         result = attack.run(detector, split.test, is_anomaly, generator=generator_for("attack", seed_key))
         attack_seconds = time.perf_counter() - start
-        return result, attack_seconds, check_scores(result.completed_scores(detector), "adversarial")
+        return (
+            result,
+            attack_seconds,
+            check_scores(result.completed_scores(detector, torch.as_tensor(clean)), "adversarial"),
+        )
 
     result, attack_seconds, adv = halving_batches_on_oom(attack_and_score, attack, detector)
     x_adv = result.x_adv

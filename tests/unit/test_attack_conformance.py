@@ -103,6 +103,11 @@ def test_untracked_scores_stay_nan(setup) -> None:
     det, x, is_anomaly = setup
     one_sided = create_attack("pgd-in", eps=0.05).run(det, x, is_anomaly, generator=torch.Generator().manual_seed(1))
     assert torch.isnan(one_sided.scores[is_anomaly]).all() and not torch.isnan(one_sided.scores[~is_anomaly]).any()
+    assert torch.equal(one_sided.attacked, ~is_anomaly)
+    given_clean = det.score_batched(x).float() + 1000  # marked, to see that untouched samples take it unscored
+    completed = one_sided.completed_scores(det, given_clean)
+    assert torch.equal(completed[is_anomaly], given_clean[is_anomaly])
+    assert torch.equal(completed[~is_anomaly], one_sided.scores[~is_anomaly])
     zero = create_attack("pgd", eps=0.0).run(det, x, is_anomaly)
     assert torch.isnan(zero.scores).all()
     torch.testing.assert_close(zero.completed_scores(det), det.score_batched(x).float())
