@@ -1,14 +1,18 @@
-"""APGD (Croce & Hein, ICML 2020), written from the paper, on the signed anomaly score.
+"""APGD (Croce & Hein, ICML 2020), written from the paper, on the signed anomaly score or a surrogate of it.
 
 Step size starts at 2*eps and is halved at checkpoints w_j = ceil(p_j * steps) (p_0 = 0, p_1 = 0.22,
 p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)) when fewer than ``rho`` of the steps since the last checkpoint
 raised the objective, or when the step was not halved at the last checkpoint and the best objective did not
 improve since; a halving sample restarts from its best point. Steps use momentum ``alpha`` = 0.75.
 
-Losses (the objective the step follows; the returned point is always the best *signed score* per sample):
+What the steps climb (the schedule and restarts follow it) is an ``Ascent``; what is returned is always each
+sample's iterate with the best *signed detector score*. On the score itself both are the same and every step
+costs one forward+backward; a surrogate (feature distances, one score component, a smoothed k-NN) adds one score
+forward per iterate to judge it. Losses on the score:
 - ``ce``: softplus((sign * (s - c)) / spread), the cross-entropy of a two-logit classifier with logit (s - c)/spread,
   where c is the median and spread the IQR of the batch's clean scores (std or 1 when the IQR is 0).
-- ``margin``: sign * (s - c) / spread, linear in the score, so it never saturates (the role DLR plays in the paper).
+- ``margin``: sign * (s - c) / spread, linear in the score. Both are monotone in the signed score, so under sign
+  (L-inf) or normalised (L2) steps they give the same attack; ``margin`` is kept for the cross-checks.
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ from bench.errors import UsageError
 
 LOSSES = ("ce", "margin")
 
+#: ``x -> (climbed objective [N], its input gradient, signed detector score [N] or None)``. None: the climbed
+#: objective is not the signed score, so the iterate is judged by one extra score forward.
+Ascent = Callable[[Tensor], tuple[Tensor, Tensor, Tensor | None]]
+
 
 @dataclass
 class APGDConfig(AttackConfig):
-    """APGD budget: ``steps`` forward+backward passes per restart."""
+    """APGD budget: ``steps`` forward+backward passes per restart (and per surrogate target)."""
 
     steps: int = 100
     restarts: int = 1
@@ -70,43 +78,64 @@ class APGD(Attack):
         if self.config.loss not in LOSSES:
             raise UsageError(f"unknown APGD loss {self.config.loss!r}; choose from: {', '.join(LOSSES)}")
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
+        """What to climb, one APGD run (per restart) each; by default the loss of the signed score."""
         centre, spread = centre_and_spread(sign * self.evaluate(detector, x, sign))
         loss_fn = signed_loss(self.config.loss, centre, spread, sign)
+
+        def on_score(xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            objective, grad = self.objective_and_grad(detector, xc, sign, loss_fn)
+            return objective, grad, objective
+
+        return [on_score]
+
+    def surrogate_ascent(self, detector: Any, sign: Tensor, surrogate: Callable[[Tensor], Tensor]) -> Ascent:
+        """Climb ``sign * surrogate(x)`` (higher = more harmful), judging each iterate by the detector score."""
+
+        def climb(xc: Tensor) -> tuple[Tensor, Tensor, None]:
+            objective, grad = self.objective_and_grad(detector, xc, sign, score_fn=surrogate)
+            return objective, grad, None
+
+        return climb
+
+    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         best = BestIterate(x)
-        for _ in range(max(self.config.restarts, 1)):
-            start = start_point(x, self.config.eps, self.config.norm, self.config.random_start, generator)
-            best.merge(self.run_once(detector, x, sign, start, loss_fn))
+        for ascent in self.ascents(detector, x, sign):
+            for _ in range(max(self.config.restarts, 1)):
+                start = start_point(x, self.config.eps, self.config.norm, self.config.random_start, generator)
+                best.merge(self.run_once(detector, x, sign, start, ascent))
         return best
 
-    def run_once(self, detector: Any, x: Tensor, sign: Tensor, start: Tensor, loss_fn) -> BestIterate:
-        """One APGD run from ``start``: ``steps`` forward+backward passes and a final forward."""
+    def run_once(self, detector: Any, x: Tensor, sign: Tensor, start: Tensor, ascent: Ascent) -> BestIterate:
+        """One APGD run from ``start`` climbing ``ascent``; returns the best iterates by signed detector score."""
         cfg = self.config
         marks = set(checkpoints(cfg.steps))
-        best = BestIterate(start)
+        best = BestIterate(start)  # judged by the detector score: the answer
+        climbed = BestIterate(start)  # judged by the climbed objective: drives the schedule
         best_grad = torch.zeros_like(x)
         eta = torch.full((x.shape[0],), 2.0 * cfg.eps, device=x.device)
         successes = torch.zeros(x.shape[0], device=x.device)
         reduced_last = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        best_last = best.objective.clone()
+        best_last = climbed.objective.clone()
         x_prev, x_cur, obj_prev, last_mark = start, start, None, 0
         for k in range(cfg.steps):
-            obj, grad = self.objective_and_grad(detector, x_cur, sign, loss_fn)
+            obj, grad, score = ascent(x_cur)
+            best.update(x_cur, score if score is not None else self.evaluate(detector, x_cur, sign))
             if obj_prev is not None:
                 successes += (obj > obj_prev).float()
-            improved = best.update(x_cur, obj)
+            improved = climbed.update(x_cur, obj)
             best_grad[improved] = grad[improved]
             if k in marks:
                 no_progress = successes < cfg.rho * (k - last_mark)
-                stalled = ~reduced_last & (best.objective <= best_last)
+                stalled = ~reduced_last & (climbed.objective <= best_last)
                 reduce = no_progress | stalled
                 eta = torch.where(reduce, eta / 2, eta)
                 x_cur, grad = x_cur.clone(), grad.clone()
-                x_cur[reduce], grad[reduce] = best.x[reduce], best_grad[reduce]
+                x_cur[reduce], grad[reduce] = climbed.x[reduce], best_grad[reduce]
                 x_prev = torch.where(per_sample(reduce, x), x_cur, x_prev)
-                obj = torch.where(reduce, best.objective, obj)
+                obj = torch.where(reduce, climbed.objective, obj)
                 successes.zero_()
-                reduced_last, best_last, last_mark = reduce, best.objective.clone(), k
+                reduced_last, best_last, last_mark = reduce, climbed.objective.clone(), k
             momentum = 1.0 if k == 0 else cfg.alpha
             z = project(x_cur + per_sample(eta, x) * steepest_direction(grad, cfg.norm), x, cfg.eps, cfg.norm)
             x_next = project(x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), x, cfg.eps, cfg.norm)

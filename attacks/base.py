@@ -12,7 +12,7 @@ import dataclasses
 import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor
 
 from bench.config import load_preset, parse_norm
 from bench.errors import UsageError
+from bench.hashing import files_digest, module_closure
 from bench.registry import Registry
 
 if TYPE_CHECKING:
@@ -181,13 +182,29 @@ ScoreFn = Callable[[Tensor], Tensor]
 
 
 @dataclass
+class MemberResult:
+    """One ensemble member's scores [N] at its own adversarial inputs (NaN for samples left alone)."""
+
+    name: str
+    scores: Tensor
+    white_box: bool
+
+
+@dataclass
 class AttackResult:
     """Adversarial inputs [N, ...], the detector's score at each one the attack evaluated (NaN elsewhere), and
-    which samples its side attacks (the others are returned unchanged)."""
+    which samples its side attacks (the others are returned unchanged).
+
+    An ensemble also gives each member's scores, which member supplied each sample's worst case (``supplier``,
+    an index into ``members``; -1 for samples left alone) and the members it skipped, with the reason.
+    """
 
     x_adv: Tensor
     scores: Tensor
     attacked: Tensor
+    members: list[MemberResult] = field(default_factory=list)
+    supplier: Tensor | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def completed_scores(self, detector: Any, clean: Tensor | None = None) -> Tensor:
         """Scores [N] of every adversarial input: the tracked ones, ``clean`` for samples the side leaves alone
@@ -222,6 +239,13 @@ class Attack(ABC):
             raise UsageError(f"unknown attack side {self.config.side!r}; choose from: {', '.join(SIDES)}")
         self.passes = PassCounter()
 
+    @classmethod
+    def code_version(cls) -> str:
+        """Hash of every attacks/ source file this attack's numbers depend on: the modules of its class hierarchy
+        and, transitively, every attacks module they use (shared helpers, ensemble members)."""
+        modules = {k.__module__ for k in cls.__mro__ if k.__module__.startswith("attacks.")}
+        return files_digest(frozenset().union(*(module_closure(module, "attacks") for module in modules)))
+
     @property
     def label(self) -> str:
         """The registered name including the side suffix (``pgd``, ``pgd-in``, ``pgd-out``)."""
@@ -247,9 +271,10 @@ class Attack(ABC):
         """``perturb``, also returning the score at each adversarial input the attack has already evaluated.
 
         An attack that returns its best iterates knows their scores (objective times sign), so the robust score
-        costs no extra forward. Scores stay NaN for samples left alone or at eps=0, for attacks returning bare
-        tensors (the cross-check backends), and for stochastic detectors, whose tracked objective is a mean over
-        draws rather than one draw like the clean score.
+        costs no extra forward. Scores stay NaN for samples left alone, for attacks returning bare tensors (the
+        cross-check backends), and for stochastic detectors, whose tracked objective is a mean over draws rather
+        than one draw like the clean score. At eps=0 the attack still runs its own code path (the sanity ladder
+        checks that it returns the clean input and clean scores).
         """
         self.check_applicable(detector)
         sign = objective_sign(is_anomaly, self.config.side)
@@ -260,11 +285,10 @@ class Attack(ABC):
         attacked = torch.nonzero(sign != 0).flatten()
         for idx in attacked.split(self.config.batch_size) if attacked.numel() else ():
             xb, sb = x[idx].to(device), sign[idx].to(device)
-            if self.config.eps > 0:
-                out = self.attack_batch(detector, xb, sb, generator)
-                xb = out.detach() if isinstance(out, Tensor) else out.x.detach()
-                if keep_scores and not isinstance(out, Tensor):
-                    scores[idx] = tracked_scores(out, sb)
+            out = self.attack_batch(detector, xb, sb, generator)
+            xb = out.detach() if isinstance(out, Tensor) else out.x.detach()
+            if keep_scores and not isinstance(out, Tensor):
+                scores[idx] = tracked_scores(out, sb)
             x_adv[idx] = xb.to(x_adv.device)
         check_in_ball(x_adv, x, self.config.eps, self.config.norm)
         return AttackResult(x_adv, scores, (sign != 0).cpu())

@@ -1,9 +1,9 @@
-"""Per-component attack for multi-term scores (e.g. COBRA's feature-similarity + shift-classifier terms).
+"""Per-component APGD for multi-term scores (e.g. COBRA's feature-similarity + shift-classifier terms).
 
 For a detector with ``score_components(x) -> {name: Tensor[N]}`` (terms that add up to, or drive, the score;
-higher = more anomalous), PGD attacks each term on its own and, with ``include_total``, the full score too;
-each sample keeps the iterate with the best signed *full* score across all of these runs. A term that the full
-score hides (a saturated or gradient-masked one) is still attacked head-on.
+higher = more anomalous), APGD climbs each selected term on its own (``components``; all when None) and, with
+``include_total``, the full score too; each sample keeps the iterate with the best signed *full* score across all
+of these runs. A term that the full score hides (a saturated or gradient-masked one) is still attacked head-on.
 """
 
 from __future__ import annotations
@@ -14,21 +14,28 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attacks.apgd import APGD, APGDConfig, Ascent
 from attacks.base import AttackNotApplicable, register_attack
-from attacks.common import BestIterate
-from attacks.pgd import PGD, PGDConfig
 
 
 @dataclass
-class ComponentAttackConfig(PGDConfig):
-    """PGD budget per component; ``include_total`` also attacks the full score."""
+class ComponentAttackConfig(APGDConfig):
+    """APGD budget per component; ``components`` selects terms by name (None: all); ``include_total`` also
+    attacks the full score."""
 
+    components: list[str] | None = None
     include_total: bool = True
 
 
+def component_names(detector: Any, x: Tensor) -> list[str]:
+    """Names of the detector's score components (one forward on one image)."""
+    with torch.no_grad():
+        return list(detector.score_components(x[:1]))
+
+
 @register_attack("component")
-class ComponentAttack(PGD):
-    """PGD on each score component separately, best full-score iterate per sample."""
+class ComponentAttack(APGD):
+    """APGD on each score component separately, best full-score iterate per sample."""
 
     Config = ComponentAttackConfig
 
@@ -39,17 +46,19 @@ class ComponentAttack(PGD):
                 f"{type(detector).__name__} has none"
             )
 
-    def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
-        with torch.no_grad():
-            names = list(detector.score_components(x[:1]))
-        best = BestIterate(x)
-        for name in names:
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
+        available = component_names(detector, x)
+        chosen = available if self.config.components is None else list(self.config.components)
+        unknown = sorted(set(chosen) - set(available))
+        if unknown:
+            raise AttackNotApplicable(
+                f"attack {self.name!r}: {type(detector).__name__} has no score component {', '.join(unknown)}; "
+                f"it has {', '.join(available)}"
+            )
+        out = [self.surrogate_ascent(detector, sign, self.component(detector, name)) for name in chosen]
+        return out + (super().ascents(detector, x, sign) if self.config.include_total else [])
 
-            def component(xc: Tensor, name: str = name) -> Tensor:
-                return detector.score_components(xc)[name]
-
-            grad_fn = lambda xc, fn=component: (None, self.objective_and_grad(detector, xc, sign, score_fn=fn)[1])  # noqa: E731
-            best.merge(self.ascend(detector, x, sign, generator, grad_fn))
-        if self.config.include_total:
-            best.merge(self.ascend(detector, x, sign, generator, self.gradient_fn(detector, x, sign)))
-        return best
+    @staticmethod
+    def component(detector: Any, name: str):
+        """``x -> score_components(x)[name]``."""
+        return lambda xc: detector.score_components(xc)[name]

@@ -1,10 +1,12 @@
-"""Adaptive attack on memory-bank (k-NN) detectors: a soft-min surrogate with BPDA for the hard neighbour search.
+"""Adaptive APGD on memory-bank (k-NN) detectors: a soft-min surrogate with BPDA for the hard neighbour search.
 
-The surrogate's forward value is the hard k-NN distance of ``features(x')`` to the ``feature_bank`` (what such
-detectors score with); its gradient is that of a soft-min over the whole bank, sum_j softmax(-d_j / T) d_j, so
-the step sees every nearby training feature instead of the single arg-min (BPDA: hard forward, smooth backward).
-The temperature is relative: T = ``temperature`` x the median clean k-NN distance of the batch. The returned
-point of each sample is the iterate with the best signed detector score.
+The surrogate's forward value is the hard k-NN distance of the features to the ``feature_bank`` (``k`` is the
+detector's own ``config.k`` unless set); its gradient is that of a soft-min over the whole bank,
+sum_j softmax(-d_j / T) d_j, so a step sees every nearby training feature instead of the k arg-mins (BPDA: hard
+forward, smooth backward). The temperature is relative, T = ``temperature`` x the median clean k-NN distance of
+the batch, and anneals geometrically over each run's steps to ``anneal`` times that, toward the hard minimum.
+Patch detectors (PatchCore: score = max over patches) use a smooth top-m over patches: the mean soft-min
+distance of the ``top_patches`` farthest patches. Every iterate is judged by the signed detector score.
 """
 
 from __future__ import annotations
@@ -15,20 +17,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attacks.apgd import APGD, APGDConfig, Ascent
 from attacks.base import register_attack
-from attacks.common import METRICS, GradFn, feature_distances
-from attacks.feature import detector_features, feature_bank
-from attacks.pgd import PGD, PGDConfig
+from attacks.common import METRICS, feature_distances
+from attacks.feature import detector_features, feature_bank, top_mean
 from bench.errors import UsageError
 
 
 @dataclass
-class KNNAttackConfig(PGDConfig):
-    """PGD budget plus the neighbourhood (``k``), relative soft-min ``temperature`` and feature ``metric``."""
+class KNNAttackConfig(APGDConfig):
+    """APGD budget plus the neighbourhood (``k``; None: the detector's), the relative soft-min ``temperature``,
+    its final fraction ``anneal``, the feature ``metric`` and the patches averaged by the top-m surrogate."""
 
-    k: int = 1
+    k: int | None = None
     temperature: float = 0.1
+    anneal: float = 0.05
     metric: str = "l2"
+    top_patches: int = 3
 
 
 def knn_distance(distances: Tensor, k: int) -> Tensor:
@@ -42,33 +47,48 @@ def soft_min(distances: Tensor, temperature: Tensor) -> Tensor:
 
 
 @register_attack("knn")
-class KNNAttack(PGD):
-    """Memory-bank attack: soft-min surrogate over the feature bank, BPDA for the hard nearest neighbour."""
+class KNNAttack(APGD):
+    """Memory-bank APGD: annealed soft-min surrogate over the feature bank, BPDA for the hard nearest neighbours."""
 
     Config = KNNAttackConfig
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        if self.config.metric not in METRICS:
-            raise UsageError(f"unknown metric {self.config.metric!r}; choose from: {', '.join(METRICS)}")
-        if self.config.k < 1 or not self.config.temperature > 0:
-            raise UsageError("knn attack needs k >= 1 and temperature > 0")
+        cfg = self.config
+        if cfg.metric not in METRICS:
+            raise UsageError(f"unknown metric {cfg.metric!r}; choose from: {', '.join(METRICS)}")
+        if (cfg.k is not None and cfg.k < 1) or not cfg.temperature > 0 or not 0 < cfg.anneal <= 1:
+            raise UsageError("knn attack needs k >= 1, temperature > 0 and 0 < anneal <= 1")
 
     def check_applicable(self, detector: Any) -> None:
         feature_bank(detector, self.name)
 
-    def gradient_fn(self, detector: Any, x: Tensor, sign: Tensor) -> GradFn:
-        cfg = self.config
+    def neighbours(self, detector: Any) -> int:
+        """The k of the k-NN distance: the attack's own, else the detector's ``config.k``, else 1."""
+        return self.config.k or int(getattr(getattr(detector, "config", None), "k", None) or 1)
+
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
+        cfg, k = self.config, self.neighbours(detector)
         bank = feature_bank(detector, self.name).to(x.device).flatten(1)
+
+        def patch_distances(xc: Tensor) -> Tensor:
+            features = detector_features(detector, xc, self.name, bank)
+            n, p, d = features.shape
+            return feature_distances(features.reshape(n * p, d), bank, cfg.metric).view(n, p, -1)
+
         with torch.no_grad():
-            clean = knn_distance(
-                feature_distances(detector_features(detector, x, self.name, bank), bank, cfg.metric), cfg.k
-            )
-            temperature = (cfg.temperature * clean.median()).clamp_min(1e-12)
+            clean = knn_distance(patch_distances(x).flatten(0, 1), k)
+            start_temperature = (cfg.temperature * clean.median()).clamp_min(1e-12)
+        calls = [0]
 
         def surrogate(xc: Tensor) -> Tensor:
-            distances = feature_distances(detector_features(detector, xc, self.name, bank), bank, cfg.metric)
-            smooth = soft_min(distances, temperature)
-            return knn_distance(distances, cfg.k).detach() + smooth - smooth.detach()
+            step = calls[0] % max(cfg.steps, 1)
+            calls[0] += 1
+            temperature = start_temperature * cfg.anneal ** (step / max(cfg.steps - 1, 1))
+            distances = patch_distances(xc)
+            n, p, m = distances.shape
+            hard = knn_distance(distances.view(n * p, m), k).view(n, p).amax(dim=1)
+            smooth = top_mean(soft_min(distances.view(n * p, m), temperature).view(n, p), cfg.top_patches)
+            return hard.detach() + smooth - smooth.detach()
 
-        return lambda xc: (None, self.objective_and_grad(detector, xc, sign, score_fn=surrogate)[1])
+        return [self.surrogate_ascent(detector, sign, surrogate)]

@@ -32,6 +32,8 @@ class TorchattacksPGD(Attack):
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         torchattacks = import_library("torchattacks")
         cfg = self.config
+        if cfg.eps == 0:  # PGDL2 rescales its random start by eps / ||delta||: 0/0 at eps=0
+            return x.clone()
         model = TwoLogitModel(self, detector, x, sign)
         cls = torchattacks.PGD if cfg.norm == "linf" else torchattacks.PGDL2
         alpha = cfg.step_scale * cfg.eps / max(cfg.steps, 1)

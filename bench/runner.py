@@ -177,6 +177,7 @@ def run_cell(
     )
     return {
         "robust_auroc": auroc(adv, is_anomaly.numpy()),
+        **member_fields(result, clean, is_anomaly.numpy()),
         "attack_seconds": attack_seconds,
         "score_forwards": attack.passes.forward,
         "score_backwards": attack.passes.backward,
@@ -184,6 +185,27 @@ def run_cell(
         "steps": attack_steps(attack),
         "flags": flags,
     }
+
+
+def member_fields(result: AttackResult, clean: np.ndarray, is_anomaly: np.ndarray) -> dict[str, Any]:
+    """An ensemble's per-member results for its record: each member's robust AUROC, the share of samples whose
+    worst case it supplied and whether it is white-box; the skipped members with their reasons."""
+    if not result.members:
+        return {}
+    members = []
+    for index, member in enumerate(result.members):
+        scores = torch.where(torch.isnan(member.scores), torch.as_tensor(clean).float(), member.scores)
+        supplied = float((result.supplier == index).float().mean()) if result.supplier is not None else 0.0
+        members.append(
+            {
+                "attack": member.name,
+                "robust_auroc": auroc(scores.double().numpy(), is_anomaly),
+                "share": supplied,
+                "white_box": member.white_box,
+            }
+        )
+    skipped = [{"attack": name, "reason": reason} for name, reason in result.skipped.items()]
+    return {"members": members, "skipped_members": skipped}
 
 
 def is_out_of_memory(error: BaseException) -> bool:

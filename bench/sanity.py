@@ -1,7 +1,13 @@
 """The sanity ladder: flags that mark an evaluation as unreliable (they never change its numbers).
 
-Per cell (``cell_flags``, run by the runner right after a cell is attacked):
-- ``eps0-mismatch``: the attack at eps=0 (which returns its input) does not reproduce the clean AUROC;
+Per cell (``cell_flags``, run by the runner right after a cell is attacked); the checks that rerun an attack use
+a fixed, class-balanced subset of at most ``CHECK_SAMPLES`` test samples so their cost stays small:
+- ``eps0-mismatch``: the attack's own code path run at eps=0 does not return the clean input and clean scores;
+- ``not-converged``: the cell's strongest white-box attack (for an ensemble, its strongest white-box member) rerun
+  with twice the iterations lowers its AUROC on the subset by more than ``CONVERGENCE_TOLERANCE``;
+- ``gradient-mismatch``: autograd's directional derivative of the score disagrees with central finite differences
+  along random sign directions (median relative disagreement above ``GRADIENT_RTOL`` on ``GRADIENT_CHECK_SAMPLES``
+  samples): shattered or obfuscated gradients, which make every white-box number an overestimate;
 - ``stochastic-no-eot``: a stochastic detector attacked with one draw per objective evaluation;
 - ``zero-gradients:<share>``: more than ``ZERO_GRADIENT_SHARE`` of the test inputs have an all-zero (or non-finite)
   input gradient of the score (the share is part of the flag, e.g. ``zero-gradients:0.42``);
@@ -11,10 +17,10 @@ Per cell (``cell_flags``, run by the runner right after a cell is attacked):
 
 Across cells (``grid_flags``, run on all records of a run):
 - ``eps0-mismatch``: a record at eps=0 whose robust AUROC differs from its clean AUROC;
-- ``non-monotone-eps`` / ``non-monotone-steps``: robust AUROC rises by more than ``MONOTONE_TOLERANCE`` with a
-  larger eps (the clean AUROC counts as eps=0) or with more steps (records carrying a ``steps`` field);
-- ``possible-gradient-masking``: a gradient-free attack (square) beats every white-box attack of the same cell
-  by more than ``MASKING_TOLERANCE``; the white-box records and the square record are flagged.
+- ``non-monotone-eps``: robust AUROC rises by more than ``MONOTONE_TOLERANCE`` with a larger eps (the clean AUROC
+  counts as eps=0);
+- ``possible-gradient-masking``: a gradient-free attack (Square) beats every white-box attack by more than
+  ``MASKING_TOLERANCE``, inside an ensemble (its members) or across the attacks of one cell (those records).
 Leaving the eps-ball or [0, 1] is a hard error raised by the attacks themselves, never a flag.
 """
 
@@ -29,35 +35,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, AttackResult, split_side
+from attacks.base import ATTACKS, Attack, AttackResult, split_side
 from attacks.common import centre_and_spread
 from bench.metrics import auroc
 
 MONOTONE_TOLERANCE = 0.005
 MASKING_TOLERANCE = 0.01
-EPS0_TOLERANCE = 1e-4
+CONVERGENCE_TOLERANCE = 0.01
 ZERO_GRADIENT_SHARE = 0.1
 GRADIENT_SAMPLES = 256
+CHECK_SAMPLES = 64
+GRADIENT_CHECK_SAMPLES = 8
+GRADIENT_DIRECTIONS = 2
+GRADIENT_RTOL = 0.5
 SCORE_CHECK_SAMPLES = 16
 SCORE_RTOL = 1e-4
+EPS0_TOLERANCE = 1e-4
 
 EPS0_MISMATCH = "eps0-mismatch"
+NOT_CONVERGED = "not-converged"
+GRADIENT_MISMATCH = "gradient-mismatch"
 NON_MONOTONE_EPS = "non-monotone-eps"
-NON_MONOTONE_STEPS = "non-monotone-steps"
 GRADIENT_MASKING = "possible-gradient-masking"
 ZERO_GRADIENTS = "zero-gradients"
 STOCHASTIC_NO_EOT = "stochastic-no-eot"
 SCORE_MISMATCH = "score-mismatch"
 #: Flags only ``grid_flags`` gives: they depend on the other cells of a grid and are recomputed with it.
-GRID_ONLY_FLAGS = frozenset({NON_MONOTONE_EPS, NON_MONOTONE_STEPS, GRADIENT_MASKING})
+GRID_ONLY_FLAGS = frozenset({NON_MONOTONE_EPS, GRADIENT_MASKING})
 
 #: Record fields that identify one (dataset, class, detector, seed) evaluation under one norm.
 CELL_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm")
+#: Config fields holding an attack's iteration budget, in the order they are looked for.
+ITERATION_FIELDS = ("steps", "apgd_steps", "queries")
 
 
 def cell_flags(
     detector: Any,
-    attack: Any,
+    attack: Attack,
     x: Tensor,
     is_anomaly: Tensor,
     clean_scores: np.ndarray | Tensor,
@@ -66,47 +80,166 @@ def cell_flags(
     generator: torch.Generator | None = None,
     result: AttackResult | None = None,
 ) -> list[str]:
-    """Per-cell checks of one attacked test set (costs one score pass and one gradient pass on <= 256 inputs).
+    """Per-cell checks of one attacked test set (see the module docstring for each flag and its cost).
 
-    ``result``, the attack's output, lets the tracked robust scores be checked against fresh ones.
+    ``result``, the attack's output, lets the tracked robust scores be checked against fresh ones and gives an
+    ensemble's members for the convergence check.
     """
-    labels = np.asarray(is_anomaly).astype(bool)
-    clean_auroc = auroc(np.asarray(clean_scores), labels)
+    clean = torch.as_tensor(np.asarray(clean_scores)).float()
+    adv = torch.as_tensor(np.asarray(adv_scores)).float()
+    subset = check_subset(is_anomaly)
     flags: list[str] = []
-    if attack.config.eps == 0:
-        eps0 = auroc(np.asarray(adv_scores), labels)
-    else:
-        eps0 = eps0_auroc(detector, attack, x, is_anomaly, generator)
-    if abs(eps0 - clean_auroc) > EPS0_TOLERANCE:
+    if eps0_mismatch(detector, attack, x[subset], is_anomaly[subset], clean[subset], generator):
         flags.append(EPS0_MISMATCH)
+    if not_converged(detector, attack, result, x, is_anomaly, clean, adv, subset, generator):
+        flags.append(NOT_CONVERGED)
+    if gradient_mismatch(detector, x[subset[:GRADIENT_CHECK_SAMPLES]], attack.config.eps, generator):
+        flags.append(GRADIENT_MISMATCH)
     if getattr(detector, "stochastic", False) and attack.eot_draws(detector) <= 1:
         flags.append(STOCHASTIC_NO_EOT)
     share = zero_gradient_share(detector, x, batch_size=attack.config.batch_size)
     if share > ZERO_GRADIENT_SHARE:
         flags.append(f"{ZERO_GRADIENTS}:{share:.2f}")
-    if result is not None and tracked_scores_differ(detector, result, np.asarray(clean_scores)):
+    if result is not None and tracked_scores_differ(detector, result, clean.numpy()):
         flags.append(SCORE_MISMATCH)
     return flags
 
 
-def tracked_scores_differ(detector: Any, result: AttackResult, clean_scores: np.ndarray) -> bool:
-    """Whether up to ``SCORE_CHECK_SAMPLES`` tracked scores differ from fresh ones by more than ``SCORE_RTOL`` of
-    their magnitude plus ``SCORE_RTOL`` of the clean scores' spread (float noise of a different batch size passes).
+def check_subset(is_anomaly: Tensor, limit: int = CHECK_SAMPLES) -> Tensor:
+    """Up to ``limit`` test indices, half normal and half anomalous, evenly spaced within each group, interleaved
+    (so any prefix stays balanced)."""
+    normal, anomalous = (torch.nonzero(is_anomaly.bool() == label).flatten() for label in (False, True))
+    normal, anomalous = (
+        normal[evenly_spaced(normal.numel(), limit // 2)],
+        anomalous[evenly_spaced(anomalous.numel(), limit // 2)],
+    )
+    n = min(normal.numel(), anomalous.numel())
+    return torch.cat([torch.stack([normal[:n], anomalous[:n]], 1).flatten(), normal[n:], anomalous[n:]])
+
+
+def variant(attack: Attack, **changes: Any) -> Attack:
+    """A fresh attack of the same class with some config fields changed."""
+    return type(attack)(dataclasses.replace(attack.config, **changes))
+
+
+def scores_close(a: Tensor, b: Tensor, reference: Tensor) -> bool:
+    """Whether two score vectors agree within ``SCORE_RTOL`` of their magnitude plus ``SCORE_RTOL`` of the spread
+    of ``reference`` (float noise of a different batch size passes)."""
+    _, spread = centre_and_spread(reference)
+    return torch.allclose(a.float(), b.float(), rtol=SCORE_RTOL, atol=SCORE_RTOL * float(spread))
+
+
+def eps0_mismatch(
+    detector: Any, attack: Attack, x: Tensor, is_anomaly: Tensor, clean: Tensor, generator: torch.Generator | None
+) -> bool:
+    """Whether the attack run at eps=0 moves an input or changes a score (a stochastic score is not compared)."""
+    try:
+        result = variant(attack, eps=0.0).run(detector, x, is_anomaly, generator=generator)
+    except RuntimeError:  # it left the eps=0 ball
+        return True
+    if not torch.equal(result.x_adv, x):
+        return True
+    if getattr(detector, "stochastic", False):
+        return False
+    return not scores_close(result.completed_scores(detector, clean), clean, clean)
+
+
+def doubled(attack: Attack) -> Attack | None:
+    """The attack with twice its iterations (``steps``, ``apgd_steps`` or ``queries``); None if it has none."""
+    for name in ITERATION_FIELDS:
+        if hasattr(attack.config, name):
+            return variant(attack, **{name: 2 * int(getattr(attack.config, name))})
+    return None
+
+
+def strongest_white_box(
+    detector: Any,
+    attack: Attack,
+    result: AttackResult | None,
+    x: Tensor,
+    is_anomaly: Tensor,
+    clean: Tensor,
+    adv: Tensor,
+) -> tuple[Attack, Tensor] | None:
+    """The cell's strongest white-box attack and its robust scores: the attack itself, or for an ensemble its
+    white-box member with the lowest AUROC; None when there is none."""
+    if result is not None and result.members:
+        white = [m for m in result.members if m.white_box]
+        if not white:
+            return None
+        labels = is_anomaly.numpy().astype(bool)
+        filled = [torch.where(torch.isnan(m.scores), clean, m.scores) for m in white]
+        index = min(range(len(white)), key=lambda i: auroc(filled[i].numpy(), labels))
+        members, _ = attack.members(detector, x)
+        return members[white[index].name], filled[index]
+    return (attack, adv) if attack.white_box else None
+
+
+def not_converged(
+    detector: Any,
+    attack: Attack,
+    result: AttackResult | None,
+    x: Tensor,
+    is_anomaly: Tensor,
+    clean: Tensor,
+    adv: Tensor,
+    subset: Tensor,
+    generator: torch.Generator | None,
+) -> bool:
+    """Whether twice the iterations of the strongest white-box attack lower its AUROC on ``subset`` by more than
+    ``CONVERGENCE_TOLERANCE``."""
+    probe = strongest_white_box(detector, attack, result, x, is_anomaly, clean, adv)
+    longer = doubled(probe[0]) if probe is not None else None
+    labels = is_anomaly[subset].numpy().astype(bool)
+    if longer is None or longer.config.eps == 0 or labels.all() or not labels.any():
+        return False
+    rerun = longer.run(detector, x[subset], is_anomaly[subset], generator=generator)
+    after = auroc(rerun.completed_scores(detector, clean[subset]).numpy(), labels)
+    return after < auroc(probe[1][subset].numpy(), labels) - CONVERGENCE_TOLERANCE
+
+
+def gradient_mismatch(detector: Any, x: Tensor, eps: float, generator: torch.Generator | None) -> bool:
+    """Whether autograd's directional derivatives of the score disagree with central finite differences.
+
+    Along ``GRADIENT_DIRECTIONS`` random sign directions u per sample, with step h = max(eps, 1/255) / 4 (the
+    attack's scale): d_auto = <grad s(x), u>, d_fd = (s(x + h u) - s(x - h u)) / 2h. Flags when the median of
+    |d_auto - d_fd| / max(|d_auto|, |d_fd|) exceeds ``GRADIENT_RTOL``; pairs where both are negligible (below
+    1e-6 of the scores' scale per unit step) are left out. Stochastic scores are not checked (their finite
+    differences are noise).
     """
+    if x.shape[0] == 0 or getattr(detector, "stochastic", False):
+        return False
+    h = max(eps, 1 / 255) / 4
+    xs = x.to(detector.device)
+    source = generator.device if generator is not None else "cpu"
+    auto, finite = [], []
+    for _ in range(GRADIENT_DIRECTIONS):
+        u = torch.where(torch.rand(tuple(xs.shape), generator=generator, device=source) < 0.5, -1.0, 1.0)
+        u = u.to(xs.device)
+        x_req = xs.detach().requires_grad_(True)
+        scores = detector.score(x_req)
+        (grad,) = torch.autograd.grad(scores.sum(), x_req, allow_unused=True)
+        if grad is None:
+            return False
+        with torch.no_grad():
+            auto.append((grad * u).flatten(1).sum(1).double())
+            finite.append(((detector.score(xs + h * u) - detector.score(xs - h * u)) / (2 * h)).double())
+    a, f = torch.cat(auto), torch.cat(finite)
+    scale = torch.maximum(a.abs(), f.abs())
+    usable = scale > 1e-6 * (scores.detach().abs().max().double() + 1e-12)
+    if not usable.any():
+        return False
+    return bool(((a - f).abs()[usable] / scale[usable]).median() > GRADIENT_RTOL)
+
+
+def tracked_scores_differ(detector: Any, result: AttackResult, clean_scores: np.ndarray) -> bool:
+    """Whether up to ``SCORE_CHECK_SAMPLES`` tracked scores differ from fresh ones (see ``scores_close``)."""
     tracked = torch.nonzero(~torch.isnan(result.scores)).flatten()
     if tracked.numel() == 0:
         return False
     index = tracked[evenly_spaced(tracked.numel(), SCORE_CHECK_SAMPLES)]
     fresh = detector.score_batched(result.x_adv[index]).float().cpu()
-    _, spread = centre_and_spread(torch.as_tensor(clean_scores))
-    return not torch.allclose(result.scores[index], fresh, rtol=SCORE_RTOL, atol=SCORE_RTOL * float(spread))
-
-
-def eps0_auroc(detector: Any, attack: Any, x: Tensor, is_anomaly: Tensor, generator=None) -> float:
-    """AUROC of the scores of the same attack run with eps=0 (its output must be ``x`` itself)."""
-    zero = type(attack)(dataclasses.replace(attack.config, eps=0.0))
-    x_zero = zero.perturb(detector, x, is_anomaly, generator=generator)
-    return auroc(detector.score_batched(x_zero).numpy(), np.asarray(is_anomaly).astype(bool))
+    return not scores_close(result.scores[index], fresh, torch.as_tensor(clean_scores))
 
 
 def evenly_spaced(n: int, limit: int) -> Tensor:
@@ -138,25 +271,23 @@ def grid_flags(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     for record in usable:
         if float(record["eps"]) == 0 and abs(record["robust_auroc"] - record["clean_auroc"]) > EPS0_TOLERANCE:
             flags[record["key"]].append(EPS0_MISMATCH)
-    for key in non_monotone(usable, along="eps", include_clean=True):
+    for key in non_monotone_eps(usable):
         flags[key].append(NON_MONOTONE_EPS)
-    for key in non_monotone([r for r in usable if r.get("steps") is not None], along="steps", include_clean=False):
-        flags[key].append(NON_MONOTONE_STEPS)
-    for key in gradient_masking(usable):
+    for key in gradient_masking(usable) + masked_ensembles(usable):
         flags[key].append(GRADIENT_MASKING)
     return {key: sorted(set(values)) for key, values in flags.items()}
 
 
-def non_monotone(records: list[dict[str, Any]], *, along: str, include_clean: bool) -> list[str]:
-    """Keys of records whose robust AUROC exceeds the lowest one at a smaller ``along`` value by the tolerance."""
-    others = [f for f in ("eps", "steps") if f != along]
+def non_monotone_eps(records: list[dict[str, Any]]) -> list[str]:
+    """Keys of records whose robust AUROC exceeds the lowest one at a smaller eps (or the clean AUROC) by the
+    tolerance."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[(*cell_of(record), record["attack"], *(record.get(f) for f in others))].append(record)
+        groups[(*cell_of(record), record["attack"])].append(record)
     flagged = []
     for group in groups.values():
-        group.sort(key=lambda r: float(r[along]))
-        lowest = min(r["clean_auroc"] for r in group) if include_clean else np.inf
+        group.sort(key=lambda r: float(r["eps"]))
+        lowest = min(r["clean_auroc"] for r in group)
         for record in group:
             if record["robust_auroc"] > lowest + MONOTONE_TOLERANCE:
                 flagged.append(record["key"])
@@ -175,11 +306,26 @@ def gradient_masking(records: list[dict[str, Any]]) -> list[str]:
     flagged = []
     for kinds in groups.values():
         white, free = kinds.get("white-box", []), kinds.get("gradient-free", [])
-        if white and free:
-            best_free = min(r["robust_auroc"] for r in free)
-            if best_free < min(r["robust_auroc"] for r in white) - MASKING_TOLERANCE:
-                flagged.extend(r["key"] for r in white + free)
+        if white and free and gradient_free_wins([r["robust_auroc"] for r in white], [r["robust_auroc"] for r in free]):
+            flagged.extend(r["key"] for r in white + free)
     return flagged
+
+
+def masked_ensembles(records: list[dict[str, Any]]) -> list[str]:
+    """Keys of ensemble records (their ``members`` carry ``white_box``) whose gradient-free member wins."""
+    flagged = []
+    for record in records:
+        members = [m for m in record.get("members") or [] if "white_box" in m]
+        white = [m["robust_auroc"] for m in members if m["white_box"]]
+        free = [m["robust_auroc"] for m in members if not m["white_box"]]
+        if white and free and gradient_free_wins(white, free):
+            flagged.append(record["key"])
+    return flagged
+
+
+def gradient_free_wins(white: list[float], free: list[float]) -> bool:
+    """Whether the best gradient-free AUROC is below every white-box one by more than ``MASKING_TOLERANCE``."""
+    return min(free) < min(white) - MASKING_TOLERANCE
 
 
 def attack_kind(name: str) -> str | None:
@@ -199,7 +345,7 @@ def cell_of(record: dict[str, Any]) -> tuple:
 
 def attack_steps(attack: Any) -> int | None:
     """The iteration budget of an attack (``steps``, ``apgd_steps`` or ``queries``), for records' ``steps`` field."""
-    for field in ("steps", "apgd_steps", "queries"):
+    for field in ITERATION_FIELDS:
         if hasattr(attack.config, field):
             return int(getattr(attack.config, field))
     return None

@@ -38,7 +38,7 @@ def bank_detector():
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_feature_space_attacks_move_scores_the_right_way(name, metric, bank_detector) -> None:
     det, x, is_anomaly = bank_detector
-    x_adv, attack = run(name, det, x, is_anomaly, eps=0.1, metric=metric)
+    x_adv, attack = run(name, det, x, is_anomaly, eps=0.1, metric=metric, steps=10)
     sign = objective_sign(is_anomaly)
     gain = sign * (det.score(x_adv) - det.score(x))
     assert (gain >= 0).all() and gain.mean() > 0
@@ -77,7 +77,7 @@ def test_component_attack_reaches_linear_closed_form() -> None:
     """score = w.x + softplus(w.x) is monotone in w.x: its optimum is the linear one."""
     w = torch.randn(16, generator=torch.Generator().manual_seed(3))
     x, is_anomaly = toy_data()
-    x_adv, attack = run("component", TwoTermScorer(w, w), x, is_anomaly, eps=0.1)
+    x_adv, attack = run("component", TwoTermScorer(w, w), x, is_anomaly, eps=0.1, steps=10)
     assert (x_adv - linear_optimum(x, is_anomaly, w, 0.1, "linf")).abs().max() < 1e-6
     assert attack.passes.backward == x.shape[0] * 10 * 3  # two components + the total
 
