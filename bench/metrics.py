@@ -14,6 +14,9 @@ import torch
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
+#: The attack name of the per-sample worst case over every attack of a cell group (computed, never registered).
+WORST_CASE = "worst-case"
+
 
 def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
     """Area under the ROC curve with anomalies as positives; ties count one half."""
@@ -25,13 +28,19 @@ def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
+def worst_case_sources(adv_scores: list[np.ndarray], is_anomaly: np.ndarray) -> np.ndarray:
+    """Per sample, the index of the attack whose score is its worst case (the first one on ties)."""
+    stacked = np.stack([np.asarray(s, dtype=np.float64) for s in adv_scores])
+    return np.where(np.asarray(is_anomaly).astype(bool), stacked.argmin(axis=0), stacked.argmax(axis=0))
+
+
 def worst_case(adv_scores: list[np.ndarray], is_anomaly: np.ndarray) -> np.ndarray:
     """Per-sample worst case over attacks: the highest score of each normal, the lowest of each anomaly.
 
-    AUROC is monotone in each sample's score, so this is a valid (stronger) adversary for an ensemble.
+    AUROC is monotone in each sample's score, so this is a valid (stronger) adversary than any one attack.
     """
     stacked = np.stack([np.asarray(s, dtype=np.float64) for s in adv_scores])
-    return np.where(np.asarray(is_anomaly).astype(bool), stacked.min(axis=0), stacked.max(axis=0))
+    return stacked[worst_case_sources(adv_scores, is_anomaly), np.arange(stacked.shape[1])]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -63,6 +72,10 @@ class Summary:
     @property
     def n_seeds(self) -> int:
         return len(self.per_seed)
+
+
+#: (dataset, detector, (attack, norm, eps)): one leaderboard cell.
+CellColumn = tuple[str, str, tuple[str, str, float]]
 
 
 def attack_key(record: dict[str, Any]) -> tuple[str, str, float]:
@@ -101,6 +114,54 @@ def aggregate_robust(records: list[dict[str, Any]]) -> dict[tuple[str, str, tupl
             incomplete[key] = True
     out = {key: summarise_seeds(per_seed, flags[key], incomplete[key]) for key, per_seed in groups.items()}
     return {key: summary for key, summary in out.items() if summary is not None}
+
+
+@dataclass(frozen=True)
+class MemberSummary:
+    """One member of an ensemble or worst-case column, averaged like the column (classes per seed, then seeds).
+
+    Attributes:
+        attack: the member's name.
+        robust: its own robust AUROC; None when it never ran.
+        share: the share of samples whose worst case it supplied; None when it never ran.
+        skipped: why it was skipped (the first reason seen), empty when it ran everywhere.
+    """
+
+    attack: str
+    robust: Summary | None
+    share: Summary | None
+    skipped: str = ""
+
+
+def aggregate_members(records: list[dict[str, Any]]) -> dict[CellColumn, list[MemberSummary]]:
+    """Members of records that carry ``members`` / ``skipped_members``, per (dataset, detector, (attack, norm, eps)),
+    in first-seen order."""
+    values: dict[tuple, dict[str, dict[str, dict[int, list[float]]]]] = defaultdict(dict)
+    skipped: dict[tuple, dict[str, str]] = defaultdict(dict)
+    for record in records:
+        if not _is_ok(record, "robust_auroc"):
+            continue
+        key, seed = (record["dataset"], record["detector"], attack_key(record)), int(record["seed"])
+        for member in record.get("members") or ():
+            per_metric = values[key].setdefault(member["attack"], {"robust_auroc": {}, "share": {}})
+            for metric, per_seed in per_metric.items():
+                if member.get(metric) is not None:
+                    per_seed.setdefault(seed, []).append(float(member[metric]))
+        for member in record.get("skipped_members") or ():
+            skipped[key].setdefault(member["attack"], str(member.get("reason") or ""))
+    out = {}
+    for key in [*values, *(k for k in skipped if k not in values)]:
+        ran, reasons = values.get(key, {}), skipped.get(key, {})
+        out[key] = [
+            MemberSummary(
+                name,
+                summarise_seeds(ran[name]["robust_auroc"], set(), False) if name in ran else None,
+                summarise_seeds(ran[name]["share"], set(), False) if name in ran else None,
+                reasons.get(name, ""),
+            )
+            for name in dict.fromkeys([*ran, *reasons])
+        ]
+    return out
 
 
 def aggregate_clean(records: list[dict[str, Any]]) -> dict[tuple[str, str], Summary]:

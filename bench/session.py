@@ -8,17 +8,22 @@ import platform
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.cache import CheckpointCache
 from bench.config import RunConfig
 from bench.data import load_split
 from bench.executors import Executor, create_executor
 from bench.grid import FitGroup, build_grid
+from bench.hashing import stable_hash
 from bench.history import TimingHistory
+from bench.metrics import INCOMPLETE_FLAG, WORST_CASE, auroc, worst_case, worst_case_sources
 from bench.plan import format_plan, plan_groups
 from bench.progress import Progress
 from bench.runner import GroupResult
@@ -159,9 +164,11 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
         }
     )
     records, flags_changed = merge_grid_flags(store, keys)
+    worst, worst_changed = merge_worst_case(store, keys)
+    records += worst
     print(summarise(results, seconds), file=sys.stderr)
     computed = any(result.records for result in results)
-    write_outputs(store, records, cfg.quiet, refresh=computed or flags_changed)
+    write_outputs(store, records, cfg.quiet, refresh=computed or flags_changed or worst_changed)
     failed = [r for r in records if r["status"] == "failed"]
     for record in failed:
         print(
@@ -192,6 +199,96 @@ def merge_grid_flags(store: RunStore, keys: set[str]) -> tuple[list[dict[str, An
     if changed:
         store.rewrite(everything)
     return records, changed
+
+
+#: Record fields that identify a worst-case group: one (dataset, class, detector, seed) fit at one budget.
+GROUP_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm", "eps")
+#: Fields a worst-case record copies from its group's first cell.
+SHARED_FIELDS = (*GROUP_FIELDS, "class_name", "preset", "fit_key", "clean_auroc", "n_normal", "n_anomaly")
+EXAMPLE_ARRAYS = ("examples_clean", "examples_adv")
+
+
+def group_of(record: dict[str, Any]) -> tuple:
+    """The worst-case group of a record."""
+    return tuple(record.get(field) for field in GROUP_FIELDS)
+
+
+def merge_worst_case(store: RunStore, keys: set[str]) -> tuple[list[dict[str, Any]], bool]:
+    """Recompute the worst-case record of every group of the grid's cells (``keys``) and replace the old ones.
+
+    A worst-case key hashes its source keys, so an added attack or a cell that now succeeds gives a new record,
+    which replaces the group's old one (and its scores file). records.jsonl is rewritten atomically, and scores
+    saved, only when a record changed: a rerun of a finished grid writes nothing. Returns the grid's worst-case
+    records and whether any changed.
+    """
+    everything = store.records()
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in everything:
+        if record["key"] in keys:
+            groups[group_of(record)].append(record)
+    old = {r["key"]: r for r in everything if r["attack"] == WORST_CASE and group_of(r) in groups}
+    built = [pair for cells in groups.values() if (pair := worst_case_record(store, cells))[0] is not None]
+    extra = grid_flags([record for record, _ in built])
+    for record, _ in built:
+        record["flags"] = sorted({*record["flags"], *extra.get(record["key"], [])})
+    new = {record["key"]: record for record, _ in built}
+    unsaved = [
+        (r, a)
+        for r, a in built
+        if a is not None and (old.get(r["key"]) != r or not store.scores_path(r["key"]).is_file())
+    ]
+    for record, arrays in unsaved:
+        store.save_scores(record["key"], **arrays)
+    if new == old:
+        return list(new.values()), bool(unsaved)
+    store.rewrite([r for r in everything if r["key"] not in old] + list(new.values()))
+    for key in old.keys() - new.keys():
+        store.scores_path(key).unlink(missing_ok=True)
+    return list(new.values()), True
+
+
+def worst_case_record(
+    store: RunStore, cells: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, np.ndarray] | None]:
+    """One group's worst-case record and per-sample arrays: per sample, the worst score over its ok cells.
+
+    Normals take their highest adversarial score, anomalies their lowest (AUROC is monotone in each score, so
+    this is a valid adversary). ``members`` gives each attack's robust AUROC and the share of samples whose worst
+    case it supplied (ties go to the first attack by name); the examples come from the attack with the largest
+    share. A group with failed cells is flagged ``incomplete``; one whose attacks all failed, or whose scores are
+    missing, gets a failed record; one whose attacks do not apply gets none (None, None).
+    """
+    sources = sorted((r for r in cells if r.get("status", "ok") == "ok"), key=lambda r: r["attack"])
+    failed = [r for r in cells if r.get("status") == "failed"]
+    record = {field: cells[0].get(field) for field in SHARED_FIELDS}
+    record.update(attack=WORST_CASE, sources=sorted(r["key"] for r in sources), status="ok", error=None)
+    record["key"] = stable_hash([WORST_CASE, *(record["sources"] or sorted(r["key"] for r in failed))])
+    if not sources:
+        return (failed_worst_case(record, "every attack of this cell failed"), None) if failed else (None, None)
+    missing = [r["attack"] for r in sources if not store.scores_path(r["key"]).is_file()]
+    if missing:
+        return failed_worst_case(record, f"per-sample scores of {', '.join(missing)} are missing"), None
+    data = [store.load_scores(r["key"]) for r in sources]
+    labels = data[0]["is_anomaly"].astype(bool)
+    if any(not np.array_equal(d["is_anomaly"].astype(bool), labels) for d in data):
+        return failed_worst_case(record, "the attacks' test sets differ"), None
+    adv = [d["adv"] for d in data]
+    counts = np.bincount(worst_case_sources(adv, labels), minlength=len(sources))
+    scores = worst_case(adv, labels)
+    top = data[int(counts.argmax())]
+    flags = {f for r in sources for f in r.get("flags") or ()} | ({INCOMPLETE_FLAG} if failed else set())
+    record.update(robust_auroc=auroc(scores, labels), flags=sorted(flags))
+    record["members"] = [
+        {"attack": r["attack"], "robust_auroc": r["robust_auroc"], "share": float(n) / len(labels)}
+        for r, n in zip(sources, counts, strict=True)
+    ]
+    arrays = {"clean": data[0]["clean"], "adv": scores, "is_anomaly": labels}
+    return record, arrays | {name: top[name] for name in EXAMPLE_ARRAYS if name in top}
+
+
+def failed_worst_case(record: dict[str, Any], error: str) -> dict[str, Any]:
+    """``record`` as a failed worst-case record (no number: better none than an overstated one)."""
+    return {**record, "status": "failed", "error": error, "clean_auroc": None, "robust_auroc": None, "flags": []}
 
 
 def print_plan(cfg: RunConfig, argv: list[str]) -> int:

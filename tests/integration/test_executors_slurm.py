@@ -43,6 +43,6 @@ def test_slurm_on_submitit_local_cluster_equals_serial(tmp_path: Path, monkeypat
     run_dir = tmp_path / "slurm"
     assert numbers(RunStore(run_dir).records()) == numbers(serial)
     assert not list((run_dir / "parts").glob("*.jsonl")), "parts are consolidated into records.jsonl"
-    assert len((run_dir / "records.jsonl").read_text().splitlines()) == 2
+    assert len((run_dir / "records.jsonl").read_text().splitlines()) == 4  # 2 cells and their worst cases
     assert list((run_dir / "submitit").iterdir()), "the submitit folder lives inside the run folder"
     assert RunStore(run_dir).read_manifest()["executor"]["name"] == "slurm"

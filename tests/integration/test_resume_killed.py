@@ -60,9 +60,11 @@ def test_killed_local_run_resumes_only_missing_cells(tmp_path: Path) -> None:
     assert summary, second.stderr
     assert (int(summary[1]), int(summary[2])) == (len(CLASSES) - len(done), len(done))
     lines = record_lines(out)
-    assert len(lines) == len(CLASSES) and lines[: len(done)] == done  # finished cells were kept, not redone
+    # finished cells were kept, not redone; each class's worst-case record follows the cells
+    assert len(lines) == 2 * len(CLASSES) and lines[: len(done)] == done
+    assert sum('"attack": "worst-case"' in line for line in lines[len(CLASSES) :]) == len(CLASSES)
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "no partial file is left"
     for path in (out / "scores").glob("*.npz"):
         with np.load(path) as scores:
             assert scores["adv"].shape == scores["clean"].shape
-    assert len(list((out / "scores").glob("*.npz"))) == len(CLASSES)
+    assert len(list((out / "scores").glob("*.npz"))) == 2 * len(CLASSES)

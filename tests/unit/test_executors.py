@@ -134,7 +134,8 @@ def test_nan_class_fails_one_record_and_rerun_retries_only_it(tmp_path: Path, fr
     code, records = run(cfg)
     assert code == 1
     failed = [r for r in records if r["status"] == "failed"]
-    assert len(records) == 3 and len(failed) == 1
+    assert len(records) == 6 and len(failed) == 2  # 3 cells and their worst cases (the failed cell's has no number)
+    assert {r["attack"] for r in failed} == {"pgd", "worst-case"}
     assert failed[0]["normal_class"] == toys.BAD_CLASS and "NaN" in failed[0]["error"]
     manifest = json.loads((Path(cfg.out) / "manifest.json").read_text())
     assert manifest["executor"] == {"name": "serial", "devices": ["cpu"], "threads": 1}
@@ -143,7 +144,7 @@ def test_nan_class_fails_one_record_and_rerun_retries_only_it(tmp_path: Path, fr
     assert code == 1
     assert {r["key"]: r for r in records if r["status"] == "ok"} == ok_before
     lines = (Path(cfg.out) / "records.jsonl").read_text().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 7  # the retried cell is appended; the worst cases, unchanged, are not rewritten
 
 
 def test_out_of_memory_halves_attack_batch_until_it_fits(tmp_path: Path, fresh_cache: Path) -> None:
@@ -170,9 +171,10 @@ def test_local_cpu_cpu_equals_serial_and_a_killed_worker_fails_only_its_cells(
     cfg = toy_config(tmp_path / "local", detectors, [0, 1], executor="local", devices=["cpu", "cpu"])
     code, local = run(cfg)
     assert code == 1
-    by_detector = {(r["detector"], r["normal_class"]): r for r in local}
-    crashed = by_detector.pop(("exec-toy-crash", toys.BAD_CLASS))
+    by_detector = {(r["detector"], r["normal_class"], r["attack"]): r for r in local}
+    crashed = by_detector.pop(("exec-toy-crash", toys.BAD_CLASS, "pgd"))
     assert crashed["status"] == "failed" and "SIGKILL" in crashed["error"] and "worker on cpu" in crashed["error"]
+    assert by_detector.pop(("exec-toy-crash", toys.BAD_CLASS, "worst-case"))["status"] == "failed"
     assert all(r["status"] == "ok" for r in by_detector.values())
     toy_records = [r for r in local if r["detector"] == "exec-toy"]
     assert numbers(toy_records) == numbers(serial)
