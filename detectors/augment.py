@@ -8,6 +8,11 @@ either one row per image (training: every image gets its own draw) or a single r
 The ops follow the released COBRA/CSI code (``models/transform_layers.py``, ``CutPasteLayer.scar``):
 horizontal flip, then the shift (rotation or CutPaste scar), then the SimCLR augmentation (colour jitter
 p=0.8 with brightness/contrast/saturation 0.4 and hue 0.1, random grayscale p=0.2, resized crop on low-res).
+
+One deliberate difference: the colour jitter's HSV step (RGB -> HSV, hue shift, saturation/value scaling,
+HSV -> RGB) is an ordinary differentiable torch function here, so an attack through the test score gets its
+exact gradient. The released ``RandomHSVFunction`` passes the gradient straight through (its backward returns
+the output gradient unchanged), a weaker gradient; ours is the stronger, truer one for a test-time attack.
 """
 
 from __future__ import annotations
@@ -379,13 +384,17 @@ def gaussian_blur(x: Tensor, kernel_w: int, kernel_h: int, sigma: Tensor) -> Ten
 
 
 SHIFTS: dict[str, type[Shift]] = {"rotation": RotationShift, "cutpaste": CutPasteScarShift}
+#: The shift family ``"auto"`` picks per dataset kind (keyed by ``low_res``): rotations (K=4) on low-resolution
+#: sets, the CutPaste scar (K=2) on industrial/high-resolution ones, as the released ``datasets/config.json``.
+KIND_SHIFTS = {True: "rotation", False: "cutpaste"}
+#: Largest image size counted as low-res when a detector is given no dataset kind.
 LOW_RES_MAX = 64
 
 
-def resolve_shift(name: str, image_size: int) -> Shift:
-    """The shift family ``name``; ``"auto"`` is rotation up to 64 px (low-res) and CutPaste above."""
+def resolve_shift(name: str, low_res: bool) -> Shift:
+    """The shift family ``name``; ``"auto"`` picks by dataset kind (``KIND_SHIFTS``)."""
     if name == "auto":
-        name = "rotation" if image_size <= LOW_RES_MAX else "cutpaste"
+        name = KIND_SHIFTS[bool(low_res)]
     if name not in SHIFTS:
         raise ValueError(f"unknown shift {name!r}; choose from: auto, {', '.join(SHIFTS)}")
     return SHIFTS[name]()

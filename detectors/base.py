@@ -20,6 +20,9 @@ from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
+#: Split metadata (``OneClassSplit.meta``) that a detector takes as a config field of the same name when its
+#: Config declares one: the dataset's kind, which picks pseudo-anomalies, crop and training eps (CSI, COBRA).
+SPLIT_FIELDS = ("low_res",)
 
 
 def register_detector(name: str, description: str | None = None):
@@ -157,10 +160,19 @@ def config_from(cls: type[Detector], preset: str | None, overrides: dict[str, An
     return cls.Config(**values)
 
 
-def create_detector(name: str, preset: str | None = "quick", **overrides: Any) -> Detector:
-    """Instantiate a registered detector with the preset's hyperparameters plus ``overrides``."""
+def split_options(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The entries of split metadata ``meta`` that detector ``name`` takes as config fields (``SPLIT_FIELDS``)."""
+    known = {f.name for f in dataclasses.fields(DETECTORS.get(name).Config)}
+    return {key: meta[key] for key in SPLIT_FIELDS if key in meta and key in known}
+
+
+def create_detector(
+    name: str, preset: str | None = "quick", *, meta: dict[str, Any] | None = None, **overrides: Any
+) -> Detector:
+    """Instantiate a registered detector with the preset's hyperparameters, the dataset kind taken from split
+    metadata ``meta`` (``split_options``), then ``overrides`` (which win over both)."""
     cls = DETECTORS.get(name)
-    return cls(config_from(cls, preset, overrides))
+    return cls(config_from(cls, preset, {**split_options(name, meta or {}), **overrides}))
 
 
 def list_detectors() -> dict[str, str]:

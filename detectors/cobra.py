@@ -1,8 +1,9 @@
 """COBRA (ICLR 2025): adversarially robust shifted contrastive learning with opposite-pair mitigation.
 
 Follows the released code (rohban-lab/COBRA, ``training/COBRA.py``) where it differs from the paper:
-- pseudo-anomalies are rotations (K=4) on low-res images and the CutPaste scar (K=2) on high-res/industrial
-  ones (``shift="auto"`` picks by image size: rotation up to 64 px), applied before the SimCLR augmentation;
+- pseudo-anomalies are rotations (K=4) on low-res sets and the CutPaste scar (K=2) on high-res/industrial ones
+  (``shift="auto"`` picks by the dataset's kind, ``low_res`` from the split's metadata, whatever the pixel size),
+  applied before the SimCLR augmentation; the training eps follows the kind too (4/255 low-res, 2/255 otherwise);
 - per step, three L-inf PGD inner problems with the model in eval mode, random start, step 2.5 * eps / steps:
   ATNT (*minimise* the pairwise NT-Xent that treats each view-2 image and the same image under another shift,
   a Sattolo permutation of the shift chunks, as a positive pair), RTP (maximise the shift cross-entropy on
@@ -13,7 +14,8 @@ Follows the released code (rohban-lab/COBRA, ``training/COBRA.py``) where it dif
 - the test score is the CSI ensemble score of ``evaluation/eval.py`` (see ``detectors.csi``).
 
 The ``attack_steps`` field sets the inner PGD steps (10 released); presets that use fewer (the CPU "quick"
-preset) deviate from the paper on purpose and say so.
+preset) deviate from the paper on purpose and say so. Optimiser, lr schedule and ``train_per_epoch`` resampling
+(10,000 images per epoch on industrial sets) are the released ones, see ``detectors.csi``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detectors.augment import LOW_RES_MAX, nt_xent, pairwise_nt_xent, pgd_linf, sattolo_permutation
+from bench.config import KIND_EPS, kind_eps
+from detectors.augment import nt_xent, pairwise_nt_xent, pgd_linf, sattolo_permutation
 from detectors.base import register_detector
 from detectors.csi import CSIConfig, ShiftedContrastiveDetector
 
-LOW_RES_EPS = 4 / 255
-HIGH_RES_EPS = 2 / 255
+LOW_RES_EPS = KIND_EPS[True]
+HIGH_RES_EPS = KIND_EPS[False]
 
 
 @dataclass
@@ -38,7 +41,8 @@ class COBRAConfig(CSIConfig):
     """COBRA hyperparameters on top of CSI's.
 
     Attributes:
-        train_eps: L-inf budget of the inner attacks; ``"auto"`` = 4/255 up to 64 px, 2/255 above (paper).
+        train_eps: L-inf budget of the inner attacks; ``"auto"`` = the paper's budget for the dataset's kind
+            (4/255 on low-res sets, 2/255 on high-res/industrial ones: ``bench.config.KIND_EPS``).
         attack_steps: PGD steps of each inner attack (10 released).
         attack_step_factor: step size = factor * eps / steps (2.5 released).
     """
@@ -60,9 +64,7 @@ class COBRA(ShiftedContrastiveDetector):
     def build(self, input_shape: tuple[int, int, int]) -> None:
         super().build(input_shape)
         eps = self.config.train_eps
-        self.train_eps = (
-            float(eps) if eps != "auto" else (LOW_RES_EPS if input_shape[-1] <= LOW_RES_MAX else HIGH_RES_EPS)
-        )
+        self.train_eps = kind_eps(self.low_res) if eps == "auto" else float(eps)
 
     def _inner_attack(self, loss_fn, start: Tensor, generator: torch.Generator, maximise: bool) -> Tensor:
         cfg = self.config

@@ -1,7 +1,8 @@
 """CSI (Tack et al., NeurIPS 2020): contrastive learning on distributionally shifted instances, ensemble score.
 
 ``ShiftedContrastiveDetector`` holds everything CSI and COBRA share: the network (ResNet-18 + projection head +
-shift classifier), the training loop (SGD, warm-up then cosine per iteration), the fitted feature bank and the
+shift classifier), the training loop of the released COBRA ``train.py`` (LARS around SGD, the released warm-up x10
+then cosine schedule stepped every iteration, ``released_lr_factor``), the fitted feature bank and the
 memory-bounded ensemble score of the released COBRA ``evaluation/eval.py`` (which is CSI's "CSI" score):
 
     normality(x) = 1/K sum_k [ w_sim_k * max_m <zbar_k(x), axis_k,m> + w_shi_k * logit_k(x)[k] ]
@@ -15,7 +16,15 @@ Deviations from the released code, all documented where they happen:
   ``score_seed + t`` and shared by every image, so an image's score depends on nothing but the image (the
   released code seeds per batch, so a test image's augmentation depends on its position in the batch). The
   score is therefore deterministic and ``stochastic = False``;
-- plain SGD instead of LARS (the released code silently falls back to SGD when torchlars is missing);
+- LARS is timm's ``Lars`` (the update of torchlars' ``LARS(SGD(momentum, weight_decay), trust_coef, eps=1e-8)``,
+  which needs CUDA to build: see ``lars_optimiser``); ``optimizer="sgd"`` is the plain SGD that the released code
+  silently falls back to without torchlars (its lr then peaks at 10 x ``lr`` too);
+- the dataset kind (``low_res``, from the split's metadata) picks the pseudo-anomalies, the crop and COBRA's
+  training eps; the released code picks them by dataset name. Without a kind, images up to 64 px count as low-res;
+- ``train_per_epoch`` resamples the training set per epoch as the released ``set_dataset_count`` (10,000 images for
+  MVTec; we apply it to every industrial set, VisA and textures included, when it is ``"auto"``);
+- the colour jitter's HSV step is differentiated exactly (``detectors.augment``); the released
+  ``RandomHSVFunction`` passes the gradient straight through, a weaker gradient for the test-time attack;
 - a shift whose mean own-shift logit on the training images is not positive gets w_shi_k = 0 instead of the
   released 1 / mean, whose sign flip would turn that term into a normality *penalty* (``shift_weights``).
 """
@@ -23,6 +32,7 @@ Deviations from the released code, all documented where they happen:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.errors import UsageError
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.augment import (
     LOW_RES_MAX,
@@ -50,6 +61,10 @@ from detectors.nets import ResNet18
 DEFAULT_MEMORY_CAP_MB = 4096.0
 BYTES_PER_FLOAT = 4
 AUTOGRAD_FACTOR = 2  # saved activations per module output during a backward pass (inputs + outputs)
+#: The released GradualWarmupScheduler's multiplier: the lr rises from ``lr`` to 10 x ``lr`` over the warm-up.
+WARMUP_MULTIPLIER = 10.0
+#: Training images per epoch of an industrial set with ``train_per_epoch = "auto"`` (released: MVTec 10,000).
+INDUSTRIAL_TRAIN_PER_EPOCH = 10_000
 
 
 @dataclass
@@ -57,29 +72,44 @@ class CSIConfig(DetectorConfig):
     """CSI hyperparameters (released defaults; the paper presets choose epochs and sizes).
 
     Attributes:
-        epochs / batch_size / lr: training length, images per step (each expanded to 2 views x K shifts), peak lr.
-        momentum / weight_decay / warmup_epochs: SGD settings; the lr rises from lr/10 to lr over the warm-up
-            (the released GradualWarmup x10), then follows a cosine to 0, stepped every iteration.
-        stem: ResNet stem, ``"auto"`` = cifar up to 64 px, imagenet above.
+        epochs / batch_size / lr: training length, images per step (each expanded to 2 views x K shifts) and the
+            released ``lr_init``: the lr starts at ``lr``, peaks at 10 x ``lr`` after the warm-up.
+        optimizer: ``"lars"`` (released: LARS with trust coefficient ``lars_trust`` around SGD) or ``"sgd"``.
+        momentum / weight_decay / lars_trust: SGD momentum and weight decay, LARS trust coefficient (released).
+        warmup_epochs: epochs of the linear warm-up from ``lr`` to 10 x ``lr`` (at least 1, as released); then a
+            cosine with T_max = ``epochs`` stepped at (epoch - warmup_epochs), every iteration
+            (``released_lr_factor``).
+        train_per_epoch: training images per epoch, resampled once per fit as the released ``set_dataset_count``
+            (whole copies of the set plus a random remainder, or a random subset): ``"auto"`` = 10,000 on
+            industrial/high-res sets (released for MVTec; also VisA and textures here), all images on low-res ones;
+            ``"all"`` = one pass over the images; an integer = that many on every dataset.
+        low_res: the dataset's kind, filled from the split's metadata by the grid (``create_detector(meta=...)``);
+            None = by image size (up to 64 px is low-res).
+        stem: ResNet stem, ``"auto"`` = cifar up to 64 px, imagenet above (by pixel size, not kind).
         width / blocks: ResNet-18 width (64 in the paper) and blocks per stage ((2,2,2,2) in the paper).
         proj_dim: projection output size; None = 2 * width (128 at width 64, the released 512-512-128 head).
         temperature: NT-Xent temperature.
-        shift: pseudo-anomaly family, ``"rotation"`` | ``"cutpaste"`` | ``"auto"`` (rotation up to 64 px).
-        crop: resized crop in the SimCLR augmentation, ``"auto"`` = on up to 64 px (the released code has no
-            crop for MVTec/DAGM/ImageNet).
+        shift: pseudo-anomaly family, ``"rotation"`` | ``"cutpaste"`` | ``"auto"`` (by kind: rotations K=4 on
+            low-res sets, the CutPaste scar K=2 on industrial ones).
+        crop: resized crop in the SimCLR augmentation, ``"auto"`` = on for low-res sets only (the released code has
+            no crop for MVTec/DAGM/ImageNet).
         score_samples: T, augmentations averaged per shift in the test score (10 released).
         score_crop_scale: fixed crop scale of the test augmentations (0.54 released).
         score_seed: seed of the fixed test augmentations (augmentation t uses score_seed + t).
-        max_train: seeded subsample of the training images (None = all).
+        max_train: seeded subsample of the training images (None = all), before ``train_per_epoch``.
         max_memory_mb: activation memory budget of the chunked score; None = derived from the device.
     """
 
     epochs: int = 100
     batch_size: int = 64
     lr: float = 0.1
+    optimizer: str = "lars"
     momentum: float = 0.9
     weight_decay: float = 1e-6
+    lars_trust: float = 0.001
     warmup_epochs: int = 10
+    train_per_epoch: int | str = "auto"
+    low_res: bool | None = None
     stem: str = "auto"
     width: int = 64
     blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
@@ -92,6 +122,71 @@ class CSIConfig(DetectorConfig):
     score_seed: int = 0
     max_train: int | None = None
     max_memory_mb: float | None = None
+
+    def check(self) -> None:
+        """Reject options the training loop cannot honour (UsageError naming the valid choices); run by ``build``."""
+        if self.optimizer not in OPTIMISERS:
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; choose from: {', '.join(OPTIMISERS)}")
+        if self.warmup_epochs < 1:
+            raise UsageError(f"invalid warmup_epochs {self.warmup_epochs}: use an integer >= 1 (as released)")
+        per_epoch = self.train_per_epoch
+        if per_epoch not in TRAIN_PER_EPOCH_WORDS and not (isinstance(per_epoch, int) and per_epoch >= 1):
+            raise UsageError(f"invalid train_per_epoch {per_epoch!r}; choose from: auto, all or a positive integer")
+
+
+def released_lr_factor(step: int, steps_per_epoch: int, warmup_epochs: int, epochs: int) -> float:
+    """lr / ``lr`` at optimiser step ``step`` (0-based) of the released schedule (``training/scheduler.py``).
+
+    The released loop calls ``GradualWarmupScheduler(multiplier=10, total_epoch=W, after_scheduler=
+    CosineAnnealingLR(T_max=epochs)).step(e)`` after each step with the fractional epoch e = step / L (L steps
+    per epoch), so step i >= 1 runs at the value for e = (i - 1) / L and step 0 at ``lr`` itself:
+    - e <= W: 1 + 9 e / W (from ``lr`` up to 10 ``lr``);
+    - e > W: 10 (1 + cos(pi (e - W) / epochs)) / 2, which ends near 2.5% of the peak after 100 epochs with W = 10;
+      at the first e > W the released warm-up hands over by returning the cosine's ``get_lr`` at its step 0,
+      which under the released torch 2.6 is the current lr, so that one step repeats the previous step's lr
+      (torch 2.14 scales that one step by 2 / (1 + cos(pi / epochs)) instead: x 1.00025 at 100 epochs).
+
+    Checked step by step against the released scheduler classes driven as ``train.py`` drives them.
+    """
+    if step == 0:
+        return 1.0
+    epoch = (step - 1) / steps_per_epoch
+    if epoch <= warmup_epochs:
+        return 1 + (WARMUP_MULTIPLIER - 1) * epoch / warmup_epochs
+    if (step - 2) / steps_per_epoch <= warmup_epochs:
+        return released_lr_factor(step - 1, steps_per_epoch, warmup_epochs, epochs)
+    return WARMUP_MULTIPLIER * (1 + math.cos(math.pi * (epoch - warmup_epochs) / epochs)) / 2
+
+
+def lars_optimiser(params: Iterable[nn.Parameter], cfg: CSIConfig) -> torch.optim.Optimizer:
+    """The released ``LARS(SGD(lr, momentum, weight_decay), eps=1e-8, trust_coef)`` as timm's ``Lars``.
+
+    torchlars (the released dependency) builds a CUDA extension and does not install on a machine without a GPU
+    toolkit; timm's maintained ``Lars`` computes the same update on any device: per parameter tensor w with
+    gradient g, g' = (g + wd w) * trust * ||w|| / (||g|| + wd ||w|| + 1e-8) (1 where a norm is 0), then SGD with
+    momentum on g' without further weight decay.
+    """
+    from timm.optim import Lars
+
+    return Lars(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, trust_coeff=cfg.lars_trust)
+
+
+def sgd_optimiser(params: Iterable[nn.Parameter], cfg: CSIConfig) -> torch.optim.Optimizer:
+    """Plain SGD with momentum and weight decay (what the released code falls back to without torchlars)."""
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+OPTIMISERS: dict[str, Callable[[Iterable[nn.Parameter], CSIConfig], torch.optim.Optimizer]] = {
+    "lars": lars_optimiser,
+    "sgd": sgd_optimiser,
+}
+TRAIN_PER_EPOCH_WORDS = ("auto", "all")
+
+
+def resample_indices(n: int, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` indices into ``n`` images as the released ``set_dataset_count``: count // n whole copies of the
+    set plus count % n distinct random images (a random subset of ``count`` images when count < n)."""
+    return torch.cat([torch.arange(n)] * (count // n) + [torch.randperm(n, generator=generator)[: count % n]])
 
 
 class ShiftContrastNet(nn.Module):
@@ -201,18 +296,6 @@ def shift_weights(mean_own_logit: Tensor) -> Tensor:
     return torch.where(positive, 1 / mean_own_logit.where(positive, torch.ones_like(mean_own_logit)), 0.0)
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int):
-    """lr factor per iteration: linear 0.1 -> 1 over the warm-up (GradualWarmup x10), then cosine to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return 0.1 + 0.9 * step / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 class ShiftedContrastiveDetector(Detector):
     """Shared base of CSI and COBRA: network, training loop, feature bank and the chunked ensemble score.
 
@@ -225,10 +308,13 @@ class ShiftedContrastiveDetector(Detector):
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         cfg = self.config
+        cfg.check()
         channels, _, size = input_shape
         self.image_size = size
-        self.shift: Shift = resolve_shift(cfg.shift, size)
-        self.crop = (size <= LOW_RES_MAX) if cfg.crop == "auto" else bool(cfg.crop)
+        #: The dataset's kind: from the split's metadata (``config.low_res``), else by image size.
+        self.low_res = cfg.low_res if cfg.low_res is not None else size <= LOW_RES_MAX
+        self.shift: Shift = resolve_shift(cfg.shift, self.low_res)
+        self.crop = self.low_res if cfg.crop == "auto" else bool(cfg.crop)
         stem = cfg.stem if cfg.stem != "auto" else ("cifar" if size <= LOW_RES_MAX else "imagenet")
         k = self.shift.num_shifts
         proj_dim = cfg.proj_dim or 2 * cfg.width
@@ -271,16 +357,24 @@ class ShiftedContrastiveDetector(Detector):
         self._fit_bank(train)
         return self
 
+    def train_per_epoch(self, n: int) -> int:
+        """Training images per epoch for a set of ``n`` images (``config.train_per_epoch``)."""
+        per_epoch = self.config.train_per_epoch
+        if per_epoch == "auto":
+            return n if self.low_res else INDUSTRIAL_TRAIN_PER_EPOCH
+        return n if per_epoch == "all" else int(per_epoch)
+
     def _train(self, train: Tensor, generator: torch.Generator, progress: Progress) -> None:
+        """The released loop: each epoch shuffles the resampled set; one optimiser and lr step per batch."""
         cfg = self.config
-        optimiser = torch.optim.SGD(
-            self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        optimiser = OPTIMISERS[cfg.optimizer](self.net.parameters(), cfg)
+        pool = resample_indices(train.shape[0], self.train_per_epoch(train.shape[0]), generator)
+        steps_per_epoch = math.ceil(pool.numel() / cfg.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda step: released_lr_factor(step, steps_per_epoch, cfg.warmup_epochs, cfg.epochs)
         )
-        steps_per_epoch = math.ceil(train.shape[0] / cfg.batch_size)
-        schedule = warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
         for _ in progress.track(range(cfg.epochs), f"fit {self.name}"):
-            for index in torch.randperm(train.shape[0], generator=generator).split(cfg.batch_size):
+            for index in pool[torch.randperm(pool.numel(), generator=generator)].split(cfg.batch_size):
                 self.net.train()
                 loss = self.training_loss(train[index].to(self.device), generator)
                 optimiser.zero_grad()

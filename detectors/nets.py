@@ -6,6 +6,8 @@ so attacks always work in pixel space.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -112,12 +114,41 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+def cifar_stem(in_channels: int, width: int) -> list[nn.Module]:
+    """3x3 conv, no max-pool (the released ``models/resnet.py``, low-res)."""
+    return [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+
+
+def imagenet_stem(in_channels: int, width: int) -> list[nn.Module]:
+    """7x7/2 conv + 3x3/2 max-pool (the released ``models/resnet_imagenet.py``, high-res)."""
+    return [nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+
+
+def kaiming_fan_out(net: nn.Module) -> None:
+    """The released ImageNet ResNet's initialisation: every conv kaiming-normal (fan_out, relu), BatchNorm 1 / 0."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+#: ResNet stems: the layers, and the initialisation the released model of that stem applies (None: PyTorch's
+#: default, as the released CIFAR ResNet).
+STEMS: dict[str, tuple[Callable[[int, int], list[nn.Module]], Callable[[nn.Module], None] | None]] = {
+    "cifar": (cifar_stem, None),
+    "imagenet": (imagenet_stem, kaiming_fan_out),
+}
+
+
 class ResNet18(nn.Module):
     """ResNet-18 feature extractor returning the pooled penultimate features [N, 8 * width].
 
     Args:
         in_channels: image channels.
-        stem: ``"cifar"`` (3x3 conv, no max-pool; low-res) or ``"imagenet"`` (7x7/2 conv + max-pool; high-res).
+        stem: ``"cifar"`` (3x3 conv, no max-pool; low-res) or ``"imagenet"`` (7x7/2 conv + max-pool; high-res,
+            initialised as the released ImageNet ResNet: ``kaiming_fan_out``).
         width: channels of the first stage (64 in the paper; 16 gives the narrow CPU variant).
         blocks: blocks per stage ((2, 2, 2, 2) is ResNet-18; (1, 1, 1, 1) a lighter CPU variant).
     """
@@ -130,18 +161,10 @@ class ResNet18(nn.Module):
         blocks: tuple[int, int, int, int] = (2, 2, 2, 2),
     ) -> None:
         super().__init__()
-        if stem == "cifar":
-            stem_layers = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        elif stem == "imagenet":
-            stem_layers = [
-                nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(),
-                nn.MaxPool2d(3, 2, 1),
-            ]
-        else:
-            raise ValueError(f"unknown ResNet stem {stem!r}; choose from: cifar, imagenet")
-        self.stem = nn.Sequential(Normalize(), *stem_layers)
+        if stem not in STEMS:
+            raise ValueError(f"unknown ResNet stem {stem!r}; choose from: {', '.join(STEMS)}")
+        build_stem, initialise = STEMS[stem]
+        self.stem = nn.Sequential(Normalize(), *build_stem(in_channels, width))
         stages, planes = [], width
         for i, n in enumerate(blocks):
             stride = 1 if i == 0 else 2
@@ -152,6 +175,8 @@ class ResNet18(nn.Module):
             planes = out
         self.stages = nn.Sequential(*stages)
         self.out_dim = planes
+        if initialise is not None:
+            initialise(self)
 
     def feature_maps(self, x: Tensor) -> list[Tensor]:
         """Outputs of each of the four stages (for patch-level detectors)."""

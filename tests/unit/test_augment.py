@@ -40,11 +40,11 @@ def test_rotation_shift_is_rot90_and_cycles():
     assert not torch.equal(shift.apply(x, 3, None), x)
 
 
-def test_auto_shift_by_image_size():
-    assert resolve_shift("auto", 32).num_shifts == 4
-    assert resolve_shift("auto", 224).num_shifts == 2
+def test_auto_shift_by_dataset_kind():
+    assert resolve_shift("auto", low_res=True).num_shifts == 4
+    assert resolve_shift("auto", low_res=False).num_shifts == 2
     with pytest.raises(ValueError, match="unknown shift"):
-        resolve_shift("elastic", 32)
+        resolve_shift("elastic", True)
 
 
 def test_cutpaste_changes_one_bounded_region():

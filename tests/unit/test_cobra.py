@@ -100,7 +100,7 @@ def test_ablation_training_steps(name, attacks):
     assert calls == attacks  # no-adv: none; no-opp: RTP and ATPT but no ATNT
 
 
-def test_auto_settings_by_image_size():
+def test_auto_settings_by_image_size_without_a_dataset_kind():
     low = COBRA(COBRA.Config(width=4, blocks=[1, 1, 1, 1]))
     low.setup((1, 28, 28))
     assert low.shift.num_shifts == 4 and low.train_eps == LOW_RES_EPS and low.crop
@@ -108,6 +108,26 @@ def test_auto_settings_by_image_size():
     high.setup((3, 96, 96))
     assert high.shift.num_shifts == 2 and high.train_eps == HIGH_RES_EPS and not high.crop
     assert high.passes_per_score == 2
+
+
+@pytest.mark.parametrize("size", [16, 32, 224])
+def test_auto_settings_follow_the_dataset_kind_whatever_the_size(size):
+    industrial = COBRA(COBRA.Config(width=4, blocks=[1, 1, 1, 1], low_res=False))
+    industrial.setup((3, size, size))
+    assert industrial.shift.num_shifts == 2 and industrial.train_eps == HIGH_RES_EPS and not industrial.crop
+    assert industrial.train_per_epoch(300) == 10_000
+    low = COBRA(COBRA.Config(width=4, blocks=[1, 1, 1, 1], low_res=True))
+    low.setup((3, size, size))
+    assert low.shift.num_shifts == 4 and low.train_eps == LOW_RES_EPS and low.crop and low.train_per_epoch(300) == 300
+
+
+def test_explicit_options_override_the_dataset_kind():
+    det = COBRA(
+        COBRA.Config(width=4, blocks=[1, 1, 1, 1], low_res=False, shift="rotation", crop=True, train_eps=0.01,
+                     train_per_epoch="all")
+    )  # fmt: skip
+    det.setup((3, 32, 32))
+    assert det.shift.num_shifts == 4 and det.crop and det.train_eps == 0.01 and det.train_per_epoch(300) == 300
 
 
 def test_training_step_uses_adversarial_views():
