@@ -14,6 +14,11 @@ from bench.errors import UsageError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 NORMS = ("linf", "l2")
+#: The eps that stands for the paper's threat model per dataset kind (see ``KIND_EPS``).
+AUTO_EPS = "auto"
+#: The paper's L-inf budget per dataset kind: 4/255 on low-resolution sets, 2/255 on high-resolution and
+#: industrial ones (MVTec, VisA, textures); keyed by the dataset's ``low_res`` flag.
+KIND_EPS = {True: 4 / 255, False: 2 / 255}
 
 
 def list_presets() -> list[str]:
@@ -33,22 +38,39 @@ def load_preset(name: str) -> dict[str, Any]:
         return tomllib.load(fh)
 
 
-def parse_eps(text: str | float | list) -> list[float]:
-    """Parse budgets such as ``"8/255"``, ``"0.03"`` or ``"2/255,4/255"`` into floats (non-negative, finite)."""
+def parse_eps(text: str | float | list) -> list[float | str]:
+    """Parse budgets such as ``"8/255"``, ``"0.03"``, ``"2/255,4/255"`` or ``"auto"`` (non-negative, finite).
+
+    ``"auto"`` stays the string ``AUTO_EPS``: each dataset resolves it to its kind's budget (``resolve_eps``).
+    """
     items = text if isinstance(text, list) else [text] if isinstance(text, int | float) else str(text).split(",")
-    values = []
+    values: list[float | str] = []
     for item in items:
         raw = str(item).strip()
+        if raw == AUTO_EPS:
+            values.append(AUTO_EPS)
+            continue
         try:
             value = float(Fraction(raw)) if "/" in raw else float(raw)
         except (ValueError, ZeroDivisionError):
-            raise UsageError(f"invalid eps {raw!r}: use a number or a fraction such as 8/255") from None
+            raise UsageError(f"invalid eps {raw!r}: use auto, a number or a fraction such as 8/255") from None
         if not math.isfinite(value) or value < 0:
             raise UsageError(f"invalid eps {raw!r}: the budget must be a finite number >= 0")
         values.append(value)
     if not values:
-        raise UsageError("no eps given: use a number or a fraction such as 8/255")
+        raise UsageError("no eps given: use auto, a number or a fraction such as 8/255")
     return values
+
+
+def kind_eps(low_res: bool) -> float:
+    """The paper's budget for a dataset of this kind (``KIND_EPS``)."""
+    return KIND_EPS[bool(low_res)]
+
+
+def resolve_eps(eps: list[float | str], low_res: bool) -> list[float]:
+    """The budgets a dataset of this kind runs at: ``"auto"`` becomes ``kind_eps``; duplicates are dropped."""
+    values = [kind_eps(low_res) if value == AUTO_EPS else float(value) for value in eps]
+    return list(dict.fromkeys(values))
 
 
 def format_eps(eps: float) -> str:
@@ -86,7 +108,7 @@ class RunConfig:
     classes: dict[str, list] = field(default_factory=dict)
     detectors: list[str] = field(default_factory=lambda: ["deepsvdd"])
     attacks: list[str] = field(default_factory=lambda: ["pgd"])
-    eps: list[float] = field(default_factory=lambda: [4 / 255])
+    eps: list[float | str] = field(default_factory=lambda: [AUTO_EPS])
     norm: str = "linf"
     seeds: list[int] = field(default_factory=lambda: [0])
     data_root: str | None = None

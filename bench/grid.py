@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from attacks import create_attack
-from bench.config import RunConfig
-from bench.data.base import DATASETS
+from bench.config import RunConfig, resolve_eps
+from bench.data.base import DATASETS, kind_meta
 from bench.hashing import stable_hash
 from detectors import create_detector
+from detectors.base import split_options
 
 
 def source_version(obj: Any) -> str:
@@ -129,16 +130,23 @@ def resolve_classes(cfg: RunConfig, dataset: str) -> list[int]:
 
 
 def build_grid(cfg: RunConfig) -> list[FitGroup]:
-    """The cross product datasets x classes x detectors x seeds, each with attacks x eps eval jobs."""
+    """The cross product datasets x classes x detectors x seeds, each with attacks x eps eval jobs.
+
+    Each dataset's kind (``kind_meta``: ``low_res``) resolves the eps ``"auto"`` to the paper's budget for that
+    kind and is passed to the detectors that take it (``split_options``), whose own options still override it.
+    """
     groups = []
     for dataset in cfg.datasets:
         data_options = freeze(cfg.data_options.get(dataset, {}))
+        meta = kind_meta(dataset)
+        budgets = resolve_eps(cfg.eps, meta["low_res"])
         for normal_class in resolve_classes(cfg, dataset):
             for detector in cfg.detectors:
+                kind_options = freeze(split_options(detector, meta))
                 for seed in cfg.seeds:
                     fit = FitJob(
-                        dataset, normal_class, detector, seed, cfg.preset, data_options, data_root=cfg.data_root
+                        dataset, normal_class, detector, seed, cfg.preset, data_options, kind_options, cfg.data_root
                     )
-                    evals = [EvalJob(fit, attack, eps, cfg.norm) for attack in cfg.attacks for eps in cfg.eps]
+                    evals = [EvalJob(fit, attack, eps, cfg.norm) for attack in cfg.attacks for eps in budgets]
                     groups.append(FitGroup(fit, evals))
     return groups

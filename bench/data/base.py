@@ -81,6 +81,14 @@ class Dataset(ABC):
         raise UsageError(f"{self.name} has no class {spec!r}; choose from: {choices}")
 
 
+def kind_meta(name: str) -> dict[str, Any]:
+    """What dataset ``name`` declares about its kind (``low_res``), as it appears in its splits' metadata.
+
+    The grid reads it without loading data (to pick each cell's eps and the detectors' dataset-kind options).
+    """
+    return {"low_res": DATASETS.get(name).low_res}
+
+
 def stratified_subsample(labels: Tensor, limit: int | None, seed: int) -> Tensor:
     """Sorted indices of at most ``limit`` samples keeping each label's share (seeded); all indices if no limit.
 
@@ -193,7 +201,7 @@ def load_split(
         "max_train": max_train,
         "max_test": max_test,
         "channels": channels,
-        "low_res": dataset.low_res,
+        **kind_meta(name),
     }
     return OneClassSplit(train.float(), test.float(), is_anomaly.bool(), meta)
 
