@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", help='attack names, comma list, globs or "all"')
     p.add_argument("--datasets", help="dataset names or comma list (default: the preset's)")
     p.add_argument("--classes", help="normal classes (indices or names, comma list; default: the preset's)")
-    p.add_argument("--eps", help="budgets, e.g. 8/255 or 0.03 or 2/255,4/255")
+    p.add_argument("--eps", help="budgets, e.g. 8/255 or 0.03 or 2/255,4/255; auto: 4/255 low-res, 2/255 industrial")
     p.add_argument("--norm", help="threat model: linf or l2")
     p.add_argument("--seeds", help="seeds, comma list (default 0)")
     p.add_argument(
