@@ -1,4 +1,5 @@
-"""Reports of a run: leaderboard.{csv,md,tex,html}, leaderboard_macros.tex, leaderboard_perclass.tex, plots/*.png.
+"""Reports of a run: leaderboard.{csv,md,tex,html}, leaderboard_members.csv, leaderboard_flags.csv,
+leaderboard_macros.tex, leaderboard_perclass.tex, plots/*.png.
 
 Everything is regenerated from the run's records (and, for score plots, its per-sample score files).
 """
@@ -10,7 +11,7 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.report.console import console_table
-from bench.report.csv_table import render_csv
+from bench.report.csv_table import render_csv, render_flags_csv, render_members_csv
 from bench.report.html_page import render_html
 from bench.report.latex import render_leaderboard_tex, render_macros, render_perclass_tex
 from bench.report.markdown import render_markdown
@@ -38,6 +39,8 @@ def write_reports(run_dir: str | Path, records: list[dict[str, Any]] | None = No
     board = build_leaderboard(records, RunStore(run_dir).read_manifest())
     texts = {
         "leaderboard.csv": render_csv(board),
+        "leaderboard_members.csv": render_members_csv(board),
+        "leaderboard_flags.csv": render_flags_csv(board),
         "leaderboard.md": render_markdown(board),
         "leaderboard.tex": render_leaderboard_tex(board),
         "leaderboard_macros.tex": render_macros(board),

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.model import FLAG_MARK, build_leaderboard, format_cell
+from bench.report.model import FLAG_MARK, build_leaderboard, describe_flag, format_cell
+
+RANK_STYLES = {1: "bold", 2: "underline"}
 
 
-def console_table(records: list[dict[str, Any]], title: str = "AUROC (%)") -> Table:
-    """A rich Table: a row per detector, per dataset Clean and one column per attack; best bold, flags marked."""
+def console_table(records: list[dict[str, Any]], title: str = "AUROC (%)") -> RenderableType:
+    """A rich Table: a row per detector, per dataset Clean, worst-case and one column per attack budget; best bold,
+    second underlined, flagged cells marked; under it, each flag explained on one line."""
     board = build_leaderboard(records)
     table = Table(title=title + (f", mean ± std over {board.n_seeds} seeds" if board.n_seeds > 1 else ""))
     table.add_column("Detector", style="cyan")
@@ -24,8 +28,9 @@ def console_table(records: list[dict[str, Any]], title: str = "AUROC (%)") -> Ta
             for i in range(len(dataset_table.columns)):
                 cell = dataset_table.cell(detector, i)
                 text = format_cell(cell) + (FLAG_MARK if cell is not None and cell.flags else "")
-                cells.append(Text(text, style="bold" if dataset_table.rank(detector, i) == 1 else ""))
+                cells.append(Text(text, style=RANK_STYLES.get(dataset_table.rank(detector, i), "")))
         table.add_row(Text(detector), *cells)
-    if board.flags:
-        table.caption = f"{FLAG_MARK} flagged: " + ", ".join(board.flags)
-    return table
+    if not board.flags:
+        return table
+    legend = [f"{FLAG_MARK} flagged by the sanity ladder (the robust number may be unreliable):"]
+    return Group(table, Text("\n".join([*legend, *(f"- {describe_flag(flag)}" for flag in board.flags)])))

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from html import escape
 
-from bench.report.model import FLAG_MARK, DatasetTable, Leaderboard, describe_flag, format_cell
+from bench.report.model import (
+    COLUMNS_NOTE,
+    FLAG_MARK,
+    MEMBERS_NOTE,
+    DatasetTable,
+    Leaderboard,
+    describe_flag,
+    format_cell,
+    member_texts,
+)
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
@@ -21,6 +30,7 @@ th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.best { font-weight: bold; }
 td.second { text-decoration: underline; }
 td.flagged { background: #fff4e0; cursor: help; }
+table.members th { cursor: default; }
 .meta { color: #555; font-size: 0.9rem; }
 """
 
@@ -89,6 +99,24 @@ def render_table(table: DatasetTable) -> str:
     )
 
 
+def render_members(table: DatasetTable) -> str:
+    """One dataset's members table (ensemble and worst-case cells); empty when there is no such cell."""
+    rows = [
+        "<tr>" + "".join(f"<td>{escape(text)}</td>" for text in (d, c.label, m.attack, *member_texts(m))) + "</tr>"
+        for d, c, members in table.member_rows()
+        for m in members
+    ]
+    if not rows:
+        return ""
+    headers = "".join(f"<th>{name}</th>" for name in ("Detector", "Column", "Member", "Robust", "Share", "Note"))
+    return (
+        f"\n<h3>{escape(table.dataset)}: members</h3>\n"
+        f"<p>Per ensemble or worst-case cell, {escape(MEMBERS_NOTE)}.</p>\n"
+        f'<table class="members" data-dataset="{escape(table.dataset)}">\n<thead><tr>{headers}</tr></thead>\n'
+        "<tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    )
+
+
 def _meta(board: Leaderboard) -> str:
     items = [("run", board.run_key), ("preset", board.preset)]
     items += [(k, board.manifest.get(k)) for k in ("command", "git_sha", "device")]
@@ -103,7 +131,7 @@ def render_html(board: Leaderboard) -> str:
     if board.flags:
         items = "".join(f"<li>{escape(describe_flag(f))}</li>" for f in board.flags)
         legend = f"<p>{FLAG_MARK} flagged by the sanity ladder (hover a cell for its flags):</p><ul>{items}</ul>"
-    tables = "\n".join(render_table(t) for t in board.tables)
+    tables = "\n".join(render_table(t) + render_members(t) for t in board.tables)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -114,8 +142,8 @@ def render_html(board: Leaderboard) -> str:
 <body>
 <h1>Robustness leaderboard</h1>
 {_meta(board)}
-<p>AUROC (%) averaged over normal classes, {seeds}. Clean = no attack; other columns = robust AUROC under each
-attack. Best per column in bold, second underlined. Click a column header to sort.</p>
+<p>AUROC (%) averaged over normal classes, {seeds}. {escape(COLUMNS_NOTE)}. Best per column in bold, second
+underlined. Click a column header to sort.</p>
 {tables}
 {legend}
 <script>{_JS}</script>

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import Summary
-from bench.report.model import Column, DatasetTable, Leaderboard, pct
+from bench.report.model import COLUMNS_NOTE, FLAG_DESCRIPTIONS, Column, DatasetTable, Leaderboard, pct
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -76,11 +76,11 @@ def _cell(table: DatasetTable, detector: str, column: int, with_std: bool) -> st
 def _caption(board: Leaderboard) -> str:
     seeds = f"mean $\\pm$ std over {board.n_seeds} seeds" if board.n_seeds > 1 else "one seed"
     text = (
-        f"Clean and robust AUROC (\\%), averaged over normal classes ({seeds}). "
+        f"Clean and robust AUROC (\\%), averaged over normal classes ({seeds}). {latex_escape(COLUMNS_NOTE)}. "
         "Best per column in bold, second underlined."
     )
     if board.flags:
-        text += " $^{\\dagger}$Flagged by the sanity ladder: " + "; ".join(latex_escape(f) for f in board.flags) + "."
+        text += " $^{\\dagger}$Flagged by the sanity ladder (legend below the table)."
     if board.run_key:
         text += f" Run \\texttt{{{latex_escape(board.run_key)}}}"
         text += f" (preset \\texttt{{{latex_escape(board.preset)}}})." if board.preset else "."
@@ -115,8 +115,21 @@ def render_leaderboard_tex(board: Leaderboard) -> str:
     for detector in board.detectors:
         cells = [_cell(t, detector, i, with_std) for t in board.tables for i in range(len(t.columns))]
         lines.append(" & ".join([latex_escape(detector), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}", *_legend(board), r"\end{table}", ""]
     return "\n".join(lines)
+
+
+def _legend(board: Leaderboard) -> list[str]:
+    """One line per flag under the table: ``$^\\dagger$`` flag: what it means."""
+    if not board.flags:
+        return []
+    lines = [r"\par\smallskip\footnotesize"]
+    for flag in board.flags:
+        text = rf"$^{{\dagger}}$\texttt{{{latex_escape(flag)}}}"
+        if flag in FLAG_DESCRIPTIONS:
+            text += ": " + latex_escape(FLAG_DESCRIPTIONS[flag])
+        lines.append(text + r"\par")
+    return lines
 
 
 def _macro_entries(board: Leaderboard) -> list[tuple[list[str], str, str]]:

@@ -10,20 +10,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.config import format_eps
-from bench.metrics import Summary, aggregate_clean, aggregate_robust, passes_per_image
+from bench.metrics import (
+    WORST_CASE,
+    MemberSummary,
+    Summary,
+    aggregate_clean,
+    aggregate_members,
+    aggregate_robust,
+    attack_key,
+    passes_per_image,
+)
 
 #: What each sanity flag (bench/sanity.py) means, for legends and tooltips; unknown flags are shown by name.
 FLAG_DESCRIPTIONS = {
-    "possible-gradient-masking": "a gradient-free attack (Square) beat the white-box attacks (gradients may be masked)",
-    "eps0-mismatch": "the attack at eps=0 did not reproduce the clean AUROC",
+    "possible-gradient-masking": (
+        "Square beat every white-box attack, inside AutoAttack or across the cell's attacks, by more than 1 point"
+    ),
+    "eps0-mismatch": "the attack at eps=0 did not return the clean input and clean scores",
+    "not-converged": (
+        "the strongest white-box attack rerun with twice the iterations lowered AUROC by more than 1 point"
+    ),
+    "gradient-mismatch": (
+        "autograd's directional derivative disagrees with finite differences: gradients may be shattered or obfuscated"
+    ),
     "stochastic-no-eot": "a stochastic detector was attacked with one random draw per step (no EOT)",
     "non-monotone-eps": "robust AUROC rose with a larger eps (the attack may not have converged)",
-    "non-monotone-steps": "robust AUROC rose with more attack steps (the attack may not have converged)",
     "zero-gradients": "many inputs had all-zero or non-finite score gradients (the number is their share)",
     "score-mismatch": "the robust scores the attack tracked differ from a fresh scoring of its adversarial inputs",
-    "incomplete": "some cells of this average failed; the mean covers fewer classes",
+    "incomplete": "some cells behind this number failed: a mean over fewer classes or a worst case over fewer attacks",
 }
 FLAG_MARK = "†"
+#: What the columns are, for every format's caption.
+COLUMNS_NOTE = (
+    "Clean = no attack; worst-case = per sample, the worst score over every attack run on the cell (the headline "
+    "number); other columns = robust AUROC under each attack at its eps"
+)
+#: What the members tables show.
+MEMBERS_NOTE = (
+    "each member's own robust AUROC (%) and the share (%) of samples whose worst case it supplied, averaged over "
+    "classes and seeds"
+)
 
 
 def flag_base(flag: str) -> str:
@@ -63,6 +89,7 @@ class DatasetTable:
     columns: list[Column]
     cells: dict[tuple[str, int], Summary]
     passes: dict[str, float] = field(default_factory=dict)
+    members: dict[tuple[str, int], list[MemberSummary]] = field(default_factory=dict)
 
     def cell(self, detector: str, column: int) -> Summary | None:
         return self.cells.get((detector, column))
@@ -91,6 +118,15 @@ class DatasetTable:
             if (d, i) in self.cells and self.cells[d, i].flags
         ]
 
+    def member_rows(self) -> list[tuple[str, Column, list[MemberSummary]]]:
+        """(detector, column, members) of every ensemble or worst-case cell, column by column."""
+        return [
+            (d, col, self.members[d, i])
+            for i, col in enumerate(self.columns)
+            for d in self.detectors
+            if (d, i) in self.members
+        ]
+
 
 @dataclass
 class Leaderboard:
@@ -109,32 +145,37 @@ class Leaderboard:
         return sorted({flag_base(f) for t in self.tables for _, _, flags in t.flagged() for f in flags})
 
 
+def column_order(attack: tuple[str, str, float]) -> tuple:
+    """Leaderboard order of robust columns: worst-case first (the headline number), then attacks by name."""
+    name, norm, eps = attack
+    return name != WORST_CASE, name, norm, eps
+
+
 def column_labels(attacks: list[tuple[str, str, float]]) -> list[str]:
-    """Attack names, with the budget when an attack has several and the norm when the run mixes norms."""
-    norms = {norm for _, norm, _ in attacks}
-    labels = []
-    for name, norm, eps in attacks:
-        several_eps = len({e for a, n, e in attacks if a == name and n == norm}) > 1
-        parts = [name, *([norm] if len(norms) > 1 else []), *([format_eps(eps)] if several_eps else [])]
-        labels.append(" ".join(parts))
-    return labels
+    """Attack names with their budget (datasets may run at different eps), and the norm when the run mixes norms."""
+    several_norms = len({norm for _, norm, _ in attacks}) > 1
+    return [" ".join([name, *([norm] if several_norms else []), format_eps(eps)]) for name, norm, eps in attacks]
 
 
 def build_table(dataset: str, records: list[dict[str, Any]]) -> DatasetTable:
     """One dataset's table from its records."""
     detectors = sorted({r["detector"] for r in records})
-    attacks = sorted({(r["attack"], r.get("norm") or "", float(r["eps"])) for r in records})
+    attacks = sorted({attack_key(r) for r in records}, key=column_order)
     columns = [Column("Clean"), *(Column(lbl, a) for lbl, a in zip(column_labels(attacks), attacks, strict=True))]
-    clean, robust = aggregate_clean(records), aggregate_robust(records)
+    clean, robust, members = aggregate_clean(records), aggregate_robust(records), aggregate_members(records)
     cells: dict[tuple[str, int], Summary] = {}
+    member_cells: dict[tuple[str, int], list[MemberSummary]] = {}
     for detector in detectors:
         if (dataset, detector) in clean:
             cells[detector, 0] = clean[dataset, detector]
         for i, column in enumerate(columns[1:], start=1):
-            if (dataset, detector, column.attack) in robust:
-                cells[detector, i] = robust[dataset, detector, column.attack]
+            key = (dataset, detector, column.attack)
+            if key in robust:
+                cells[detector, i] = robust[key]
+            if key in members:
+                member_cells[detector, i] = members[key]
     passes = {det: value for (_, det), value in passes_per_image(records).items()}
-    return DatasetTable(dataset, detectors, columns, cells, passes)
+    return DatasetTable(dataset, detectors, columns, cells, passes, member_cells)
 
 
 def build_leaderboard(records: list[dict[str, Any]], manifest: dict[str, Any] | None = None) -> Leaderboard:
@@ -161,3 +202,9 @@ def format_cell(summary: Summary | None, *, with_std: bool = True) -> str:
     if with_std and summary.std is not None:
         return f"{pct(summary.mean)} ± {pct(summary.std)}"
     return pct(summary.mean)
+
+
+def member_texts(member: MemberSummary) -> tuple[str, str, str]:
+    """(robust AUROC, share, note) of one member for a members table (percentages; the note names a skip)."""
+    note = f"skipped: {member.skipped}" if member.skipped else ""
+    return format_cell(member.robust), format_cell(member.share), note

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.config import format_eps
-from bench.metrics import aggregate_clean, aggregate_robust
+from bench.metrics import WORST_CASE, aggregate_clean, aggregate_robust
 from bench.store import RunStore
 
 MAX_EXAMPLES = 4
@@ -40,10 +40,11 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def plot_robust_vs_eps(records: list[dict[str, Any]], dataset: str, path: Path) -> Path:
-    """Robust AUROC (%) against eps, one panel per (attack, norm), one line per detector; eps 0 = clean AUROC."""
+    """Robust AUROC (%) against eps, one panel per (attack, norm) (worst-case first), one line per detector; eps 0 =
+    clean AUROC."""
     records = [r for r in records if r["dataset"] == dataset]
     robust, clean = aggregate_robust(records), aggregate_clean(records)
-    panels = sorted({(a, n) for (_, _, (a, n, _)) in robust})
+    panels = sorted({(a, n) for (_, _, (a, n, _)) in robust}, key=lambda panel: (panel[0] != WORST_CASE, panel))
     fig, axes = _figure(1, max(len(panels), 1), (4.5 * max(len(panels), 1), 3.4))
     for ax, (attack, norm) in zip(axes[0], panels, strict=False):
         for detector in sorted({d for (_, d, _) in robust}):

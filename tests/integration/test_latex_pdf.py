@@ -28,7 +28,7 @@ DOCUMENT = r"""\documentclass{article}
 \input{leaderboard_macros.tex}
 \input{leaderboard.tex}
 \input{leaderboard_perclass.tex}
-Macro check: \aBOneZeroZeroDigitsPgdRobust{} and \deepSvddDigitsClean{}.
+Macro check: \aBOneZeroZeroDigitsPgdFourOverTwoFiveFiveRobust{} and \deepSvddDigitsClean{}.
 \end{document}
 """
 
@@ -62,7 +62,17 @@ def test_generated_latex_compiles_and_shows_the_numbers(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:]
     text = subprocess.run(["pdftotext", "-layout", "doc.pdf", "-"], cwd=tmp_path, capture_output=True, text=True)
     words = text.stdout
-    for expected in ("deep_svdd", "a&b 100%", "smoke_1a2b", "81.8", "31.7", "±0.7", "Macro check: 81.8 and 90.0"):
+    legend = "zero-gradients: many inputs had all-zero"
+    for expected in (
+        "deep_svdd",
+        "a&b 100%",
+        "smoke_1a2b",
+        "81.8",
+        "31.7",
+        "±0.7",
+        "Macro check: 81.8 and 90.0",
+        legend,
+    ):
         assert expected in words, expected
     assert "c_0" in words and "Mean" in words and re.search(r"95\.0/\s*81\.8\s+90\.0/31\.7", words)
     subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "doc.pdf", "page"], cwd=tmp_path, check=True)

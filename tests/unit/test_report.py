@@ -146,7 +146,7 @@ def test_leaderboard_tex_structure(run_dir: Path) -> None:
     tex = (run_dir / "leaderboard.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"\multicolumn{4}{c}{digits}" in tex and r"\cmidrule(lr){2-5}" in tex and r"\cmidrule(lr){6-9}" in tex
-    assert "Detector & Clean & apgd & pgd 2/255 & pgd 4/255 & Clean" in tex
+    assert "Detector & Clean & apgd 4/255 & pgd 2/255 & pgd 4/255 & Clean" in tex
     assert r"\texttt{run\_ab12}" in tex and r"$\pm$" in tex and r"$^{\dagger}$" in tex
     perclass = (run_dir / "leaderboard_perclass.tex").read_text()
     assert perclass.count(r"\begin{tabular}") == 6  # 2 datasets x 3 attack columns
@@ -178,12 +178,12 @@ def test_markdown_and_csv(run_dir: Path) -> None:
     md = (run_dir / "leaderboard.md").read_text()
     assert "## digits" in md and "## textures" in md and "run `run_ab12`" in md
     assert re.search(r"\| cobra \| 95\.7 ± 0\.7 \| \*\*68\.8 ± 0\.7\*\*", md)
-    assert "patch%core, apgd: possible-gradient-masking" in md and "†" in md
+    assert "patch%core, apgd 4/255: possible-gradient-masking" in md and "†" in md
     rows = list(csv.DictReader((run_dir / "leaderboard.csv").open()))
     assert [r["detector"] for r in rows] == ["cobra", "deep_svdd", "patch%core"]
     assert rows[0]["digits pgd 4/255"] == "70.8" and rows[0]["digits pgd 4/255 std"] == "0.7"
     assert rows[0]["digits passes/image"] == "10.0"
-    assert "textures apgd: possible-gradient-masking" in rows[2]["flags"] and rows[0]["flags"] == ""
+    assert "textures apgd 4/255†: possible-gradient-masking" in rows[2]["flags"] and rows[0]["flags"] == ""
 
 
 def test_html_is_self_contained_and_marks_flags(run_dir: Path) -> None:
@@ -232,7 +232,7 @@ def test_flags_with_details_keep_them_in_tooltips_and_group_them_in_legends(tmp_
     assert 'title="zero-gradients:0.13: many inputs had all-zero' in html and "; zero-gradients:0.42: many" in html
     md = (tmp_path / "leaderboard.md").read_text()
     assert "- zero-gradients: many inputs had all-zero" in md
-    assert "cobra, pgd: zero-gradients:0.13, zero-gradients:0.42" in md
+    assert "cobra, pgd 4/255: zero-gradients:0.13, zero-gradients:0.42" in md
     assert build_leaderboard(records).flags == ["zero-gradients"]
 
 
@@ -250,3 +250,92 @@ def test_console_table_lists_every_detector() -> None:
 def test_every_sanity_flag_has_a_legend_entry() -> None:
     flags = {value for name, value in vars(sanity).items() if name.isupper() and isinstance(value, str)}
     assert flags and flags <= set(FLAG_DESCRIPTIONS)
+
+
+def ensemble_records() -> list[dict]:
+    """digits at 4/255 and textures at 2/255: pgd, autoattack (members, one skipped) and their worst case."""
+    records = []
+    for dataset, eps in (("digits", 4 / 255), ("textures", 2 / 255)):
+        for detector, offset in (("a", 0.0), ("b", 0.1), ("c", 0.2)):
+            pgd = make_record(dataset, detector=detector, attack="pgd", eps=eps, robust=0.5 + offset)
+            auto = make_record(dataset, detector=detector, attack="autoattack", eps=eps, robust=0.4 + offset)
+            auto["members"] = [
+                {"attack": "apgd", "robust_auroc": 0.45 + offset, "share": 0.75, "white_box": True},
+                {"attack": "square", "robust_auroc": 0.6 + offset, "share": 0.25, "white_box": False},
+            ]
+            auto["skipped_members"] = [{"attack": "apgd-feature", "reason": "no feature bank"}]
+            worst = make_record(dataset, detector=detector, attack="worst-case", eps=eps, robust=0.35 + offset)
+            worst["members"] = [{"attack": "autoattack", "robust_auroc": 0.4 + offset, "share": 0.9},
+                                {"attack": "pgd", "robust_auroc": 0.5 + offset, "share": 0.1}]  # fmt: skip
+            records += [pgd, auto, worst]
+    return records
+
+
+def test_worst_case_column_follows_clean_with_each_datasets_eps_in_every_format(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    write_reports(write_run(tmp_path, ensemble_records(), with_scores=False))
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "| Detector | Clean | worst-case 4/255 | autoattack 4/255 | pgd 4/255 | Passes/image |" in md
+    assert "| Detector | Clean | worst-case 2/255 | autoattack 2/255 | pgd 2/255 | Passes/image |" in md
+    assert "| c | 90.0 | **55.0** | **60.0** | **70.0** | 10.0 |" in md
+    header = next(csv.reader((tmp_path / "leaderboard.csv").open()))
+    assert header[:5] == ["detector", "digits Clean", "digits worst-case 4/255", "digits autoattack 4/255",
+                          "digits pgd 4/255"]  # fmt: skip
+    assert (
+        "Detector & Clean & worst-case 4/255 & autoattack 4/255 & pgd 4/255 & Clean & worst-case 2/255"
+        in (tmp_path / "leaderboard.tex").read_text()
+    )
+    assert r"b & 90.0 & \underline{45.0} & \underline{50.0}" in (tmp_path / "leaderboard.tex").read_text()
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert re.findall(r'<th data-type="number">([^<]+)</th>', html)[:3] == [
+        "Clean", "worst-case 4/255", "autoattack 4/255",
+    ]  # fmt: skip
+    console = Console(width=250, record=True)
+    console.print(console_table(ensemble_records()))
+    text = console.export_text()
+    assert text.index("worst-case") < text.index("autoattack") < text.index("pgd 4/255")
+
+
+def test_members_of_ensemble_and_worst_case_cells_in_markdown_html_and_csv(tmp_path: Path) -> None:
+    write_reports(write_run(tmp_path, ensemble_records(), with_scores=False))
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "### digits: members" in md and "### textures: members" in md
+    assert "| a | worst-case 4/255 | autoattack | 40.0 | 90.0 |  |" in md
+    assert "| b | autoattack 4/255 | apgd | 55.0 | 75.0 |  |" in md
+    assert "| c | autoattack 2/255 | apgd-feature | — | — | skipped: no feature bank |" in md
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert html.count('<table class="members"') == 2 and html.count('<table class="sortable"') == 2
+    assert "<td>a</td><td>worst-case 4/255</td><td>pgd</td><td>50.0</td><td>10.0</td><td></td>" in html
+    assert "<td>skipped: no feature bank</td>" in html
+    rows = list(csv.DictReader((tmp_path / "leaderboard_members.csv").open()))
+    assert len(rows) == 2 * 3 * (2 + 3)  # datasets x detectors x (worst-case + autoattack members)
+    assert rows[0] == {"dataset": "digits", "detector": "a", "column": "worst-case 4/255", "member": "autoattack",
+                       "robust_auroc": "40.0", "share": "90.0", "skipped": ""}  # fmt: skip
+    assert {"member": "apgd-feature", "robust_auroc": "", "skipped": "no feature bank"}.items() <= rows[-1].items()
+
+
+def test_a_planted_flag_shows_its_mark_and_legend_line_in_every_format(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    records = [make_record(detector="a", flags=["gradient-mismatch"]), make_record(detector="b", robust=0.4)]
+    write_reports(write_run(tmp_path, records, with_scores=False))
+    legend = FLAG_DESCRIPTIONS["gradient-mismatch"]
+    rows = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))
+    assert rows[0]["flags"] == "digits pgd 4/255†: gradient-mismatch" and rows[1]["flags"] == ""
+    assert float(rows[0]["digits pgd 4/255"]) == 50.0
+    assert list(csv.reader((tmp_path / "leaderboard_flags.csv").open())) == [
+        ["flag", "description"], ["gradient-mismatch", legend],
+    ]  # fmt: skip
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "| a | 90.0 | **50.0**† |" in md and f"- gradient-mismatch: {legend}" in md
+    tex = (tmp_path / "leaderboard.tex").read_text()
+    assert r"a & 90.0 & \textbf{50.0}$^{\dagger}$" in tex
+    assert r"$^{\dagger}$\texttt{gradient-mismatch}: autograd's directional derivative disagrees" in tex
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert re.search(r'class="best flagged" title="gradient-mismatch: [^"]+">50\.0†</td>', html)
+    assert f"<li>gradient-mismatch: {legend.replace(chr(39), '&#x27;')}</li>" in html
+    console = Console(width=300, record=True)
+    console.print(console_table(records))
+    text = console.export_text()
+    assert "50.0†" in text and f"gradient-mismatch: {legend}" in text
