@@ -4,7 +4,9 @@ A baseline (``results/baselines/<preset>.json``) maps a human-readable cell id (
 attack, norm, eps; stable across code changes, unlike the content hash) to its clean and robust AUROC, plus the
 tolerances. A number moving beyond ``max(abs_tol, rel_tol * |baseline|)`` in EITHER direction fails the gate:
 a robust AUROC that rises may mean a weakened attack, one that falls a weakened defence. A baseline cell missing
-from the run fails; a failed record fails; a cell new to the run only warns.
+from the run fails; a failed record fails; a cell new to the run only warns. Worst-case and ensemble cells are
+gated like any other; their baseline also names their members, and a cell whose members changed (an attack added
+to the grid, an ensemble member skipped) gets a warning, since that alone can move its number.
 """
 
 from __future__ import annotations
@@ -132,7 +134,29 @@ def compare(
                     f"(|Δ| {100 * abs(new - old):.2f} > tolerance {100 * tolerance(old, abs_tol, rel_tol):.2f} points)"
                 )
     report.warnings += [f"{ident}: new cell, not in the baseline" for ident in by_id if ident not in baseline["cells"]]
+    report.warnings += members_changed(baseline["cells"], by_id)
     return report
+
+
+def members_changed(cells: dict[str, dict[str, Any]], by_id: dict[str, dict[str, Any]]) -> list[str]:
+    """``<cell id>: members changed: a, b -> a, b, c`` for baseline cells whose record combines other members."""
+    lines = []
+    for ident, expected in cells.items():
+        now = member_names(by_id[ident]) if ident in by_id else None
+        if now is not None and "members" in expected and expected["members"] != now:
+            lines.append(f"{ident}: members changed: {', '.join(expected['members'])} -> {', '.join(now) or 'none'}")
+    return lines
+
+
+def member_names(record: dict[str, Any]) -> list[str]:
+    """The attacks a worst-case or ensemble record combines (empty for a single attack)."""
+    return [member["attack"] for member in record.get("members") or ()]
+
+
+def baseline_cell(record: dict[str, Any]) -> dict[str, Any]:
+    """What a baseline keeps of a record: class name, the gated numbers, and the members it combines if any."""
+    members = {"members": member_names(record)} if record.get("members") else {}
+    return {"class_name": record.get("class_name"), **{m: record.get(m) for m in METRICS}, **members}
 
 
 def build_baseline(
@@ -149,10 +173,7 @@ def build_baseline(
     if not by_id:
         raise UsageError("refusing to write an empty baseline: the run has no records")
     manifest = manifest or {}
-    cells = {
-        ident: {"class_name": r.get("class_name"), **{m: r.get(m) for m in METRICS}}
-        for ident, r in sorted(by_id.items())
-    }
+    cells = {ident: baseline_cell(r) for ident, r in sorted(by_id.items())}
     keys = ("run_key", "preset", "git_sha", "command", "devices")
     source = {k: manifest.get(k) for k in keys if manifest.get(k) is not None}
     return {

@@ -153,3 +153,32 @@ def test_workflow_runs_the_smoke_preset_then_a_gate_command_the_parser_accepts()
     argv = shlex.split(runs[gate].replace('"$RUN_DIR"', "results/runs/ci"))
     args = check_parser().parse_args(argv[argv.index("check") + 1 :])
     assert args.baseline == "results/baselines/smoke.json" and not args.update
+
+
+def worst(robust: float, members: list[str]) -> dict:
+    """A worst-case record of class 0 combining ``members``."""
+    rec = record(0, attack="worst-case", robust=robust, key=f"wc-{'-'.join(members)}")
+    rec["members"] = [{"attack": name, "robust_auroc": robust, "share": 1 / len(members)} for name in members]
+    return rec
+
+
+def test_worst_case_cells_are_gated_and_a_change_of_their_members_is_named(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "baseline.json"
+    base = write_run(tmp_path / "base", [*BASE, worst(0.45, ["pgd"])])
+    assert check_command(["--baseline", str(path), "--results", base, "--update"]) == 0
+    ident = "dataset=digits class=0 detector=cobra seed=0 attack=worst-case norm=linf eps=4/255"
+    assert json.loads(path.read_text())["cells"][ident]["members"] == ["pgd"]
+    assert "members" not in json.loads(path.read_text())["cells"][ident.replace("worst-case", "pgd")]
+    capsys.readouterr()
+    added = write_run(tmp_path / "added", [*BASE, worst(0.40, ["pgd", "square"])])
+    assert check_command(["--baseline", str(path), "--results", added]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {ident}: robust_auroc fell 45.00% -> 40.00%" in out and out.count("FAIL ") == 1
+    assert f"WARN {ident}: members changed: pgd -> pgd, square" in out
+    assert (
+        check_command(
+            ["--baseline", str(path), "--results", write_run(tmp_path / "same", [*BASE, worst(0.45, ["pgd"])])]
+        )
+        == 0
+    )
+    assert "members changed" not in capsys.readouterr().out
