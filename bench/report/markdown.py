@@ -26,8 +26,12 @@ def _md_cell(table: DatasetTable, detector: str, column: int) -> str:
     return text
 
 
+_MD_SPECIALS = {ch: "\\" + ch for ch in "|*_`<"}
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+    """Plain text in a Markdown table: no emphasis, code spans or HTML tags (``apgd-<component>``)."""
+    return "".join(_MD_SPECIALS.get(ch, ch) for ch in text)
 
 
 def _md_row(cells: Iterable[str]) -> str:

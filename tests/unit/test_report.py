@@ -263,7 +263,7 @@ def ensemble_records() -> list[dict]:
                 {"attack": "apgd", "robust_auroc": 0.45 + offset, "share": 0.75, "white_box": True},
                 {"attack": "square", "robust_auroc": 0.6 + offset, "share": 0.25, "white_box": False},
             ]
-            auto["skipped_members"] = [{"attack": "apgd-feature", "reason": "no feature bank"}]
+            auto["skipped_members"] = [{"attack": "apgd-<component>", "reason": "no `score_components`"}]
             worst = make_record(dataset, detector=detector, attack="worst-case", eps=eps, robust=0.35 + offset)
             worst["members"] = [{"attack": "autoattack", "robust_auroc": 0.4 + offset, "share": 0.9},
                                 {"attack": "pgd", "robust_auroc": 0.5 + offset, "share": 0.1}]  # fmt: skip
@@ -303,16 +303,18 @@ def test_members_of_ensemble_and_worst_case_cells_in_markdown_html_and_csv(tmp_p
     assert "### digits: members" in md and "### textures: members" in md
     assert "| a | worst-case 4/255 | autoattack | 40.0 | 90.0 |  |" in md
     assert "| b | autoattack 4/255 | apgd | 55.0 | 75.0 |  |" in md
-    assert "| c | autoattack 2/255 | apgd-feature | — | — | skipped: no feature bank |" in md
+    assert "| c | autoattack 2/255 | apgd-\\<component> | — | — | skipped: no \\`score\\_components\\` |" in md
     html = (tmp_path / "leaderboard.html").read_text()
     assert html.count('<table class="members"') == 2 and html.count('<table class="sortable"') == 2
     assert "<td>a</td><td>worst-case 4/255</td><td>pgd</td><td>50.0</td><td>10.0</td><td></td>" in html
-    assert "<td>skipped: no feature bank</td>" in html
+    assert "<td>apgd-&lt;component&gt;</td><td>—</td><td>—</td><td>skipped: no `score_components`</td>" in html
     rows = list(csv.DictReader((tmp_path / "leaderboard_members.csv").open()))
     assert len(rows) == 2 * 3 * (2 + 3)  # datasets x detectors x (worst-case + autoattack members)
     assert rows[0] == {"dataset": "digits", "detector": "a", "column": "worst-case 4/255", "member": "autoattack",
                        "robust_auroc": "40.0", "share": "90.0", "skipped": ""}  # fmt: skip
-    assert {"member": "apgd-feature", "robust_auroc": "", "skipped": "no feature bank"}.items() <= rows[-1].items()
+    assert {"member": "apgd-<component>", "robust_auroc": "", "skipped": "no `score_components`"}.items() <= rows[
+        -1
+    ].items()
 
 
 def test_a_planted_flag_shows_its_mark_and_legend_line_in_every_format(tmp_path: Path) -> None:
