@@ -203,7 +203,7 @@ def merge_grid_flags(store: RunStore, keys: set[str]) -> tuple[list[dict[str, An
 
 #: Record fields that identify a worst-case group: one (dataset, class, detector, seed) fit at one budget.
 GROUP_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm", "eps")
-#: Fields a worst-case record copies from its group's first cell.
+#: Fields a worst-case record copies from its group's first ok cell.
 SHARED_FIELDS = (*GROUP_FIELDS, "class_name", "preset", "fit_key", "clean_auroc", "n_normal", "n_anomaly")
 EXAMPLE_ARRAYS = ("examples_clean", "examples_adv")
 
@@ -260,7 +260,7 @@ def worst_case_record(
     """
     sources = sorted((r for r in cells if r.get("status", "ok") == "ok"), key=lambda r: r["attack"])
     failed = [r for r in cells if r.get("status") == "failed"]
-    record = {field: cells[0].get(field) for field in SHARED_FIELDS}
+    record = {field: (sources or cells)[0].get(field) for field in SHARED_FIELDS}
     record.update(attack=WORST_CASE, sources=sorted(r["key"] for r in sources), status="ok", error=None)
     record["key"] = stable_hash([WORST_CASE, *(record["sources"] or sorted(r["key"] for r in failed))])
     if not sources:

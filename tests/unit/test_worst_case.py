@@ -122,8 +122,8 @@ def test_a_rerun_cell_updates_its_worst_case_in_place(tmp_path: Path) -> None:
 def test_failed_and_missing_sources_never_give_an_overstated_number(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     keys = {
-        add(store, cell("pgd", attacked(1), cls=0), attacked(1)),
         add(store, cell("apgd", None, cls=0, status="failed")),
+        add(store, cell("pgd", attacked(1), cls=0), attacked(1)),
         add(store, cell("pgd", None, cls=1, status="failed")),
         add(store, cell("knn", None, cls=2, status="not-applicable")),
         add(store, cell("pgd", attacked(1), cls=3)),  # its scores file is missing
@@ -131,6 +131,7 @@ def test_failed_and_missing_sources_never_give_an_overstated_number(tmp_path: Pa
     records = {r["normal_class"]: r for r in merge_worst_case(store, keys)[0]}
     assert set(records) == {0, 1, 3}
     assert records[0]["status"] == "ok" and records[0]["flags"] == ["incomplete"]
+    assert records[0]["clean_auroc"] == auroc(CLEAN, LABELS) and records[0]["fit_key"] == "fit-0"
     assert [m["attack"] for m in records[0]["members"]] == ["pgd"]
     assert records[1]["status"] == "failed" and records[1]["robust_auroc"] is None
     assert records[3]["status"] == "failed" and "scores of pgd are missing" in records[3]["error"]
