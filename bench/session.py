@@ -205,6 +205,7 @@ def merge_grid_flags(store: RunStore, keys: set[str]) -> tuple[list[dict[str, An
 GROUP_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm", "eps")
 #: Fields a worst-case record copies from its group's first ok cell.
 SHARED_FIELDS = (*GROUP_FIELDS, "class_name", "preset", "fit_key", "clean_auroc", "n_normal", "n_anomaly")
+SCORE_ARRAYS = ("clean", "adv", "is_anomaly")
 EXAMPLE_ARRAYS = ("examples_clean", "examples_adv")
 
 
@@ -268,14 +269,14 @@ def worst_case_record(
     missing = [r["attack"] for r in sources if not store.scores_path(r["key"]).is_file()]
     if missing:
         return failed_worst_case(record, f"per-sample scores of {', '.join(missing)} are missing"), None
-    data = [store.load_scores(r["key"]) for r in sources]
+    data = [store.load_scores(r["key"], SCORE_ARRAYS) for r in sources]
     labels = data[0]["is_anomaly"].astype(bool)
     if any(not np.array_equal(d["is_anomaly"].astype(bool), labels) for d in data):
         return failed_worst_case(record, "the attacks' test sets differ"), None
     adv = [d["adv"] for d in data]
     counts = np.bincount(worst_case_sources(adv, labels), minlength=len(sources))
     scores = worst_case(adv, labels)
-    top = data[int(counts.argmax())]
+    examples = store.load_scores(sources[int(counts.argmax())]["key"], EXAMPLE_ARRAYS)
     flags = {f for r in sources for f in r.get("flags") or ()} | ({INCOMPLETE_FLAG} if failed else set())
     record.update(robust_auroc=auroc(scores, labels), flags=sorted(flags))
     record["members"] = [
@@ -283,7 +284,7 @@ def worst_case_record(
         for r, n in zip(sources, counts, strict=True)
     ]
     arrays = {"clean": data[0]["clean"], "adv": scores, "is_anomaly": labels}
-    return record, arrays | {name: top[name] for name in EXAMPLE_ARRAYS if name in top}
+    return record, arrays | examples
 
 
 def failed_worst_case(record: dict[str, Any], error: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,10 @@ class RunStore:
         np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(self.scores_path(key), buffer.getvalue())
 
-    def load_scores(self, key: str) -> dict[str, np.ndarray]:
+    def load_scores(self, key: str, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """A cell's per-sample arrays; only those among ``names`` when given (the others are not decompressed)."""
         with np.load(self.scores_path(key)) as data:
-            return {name: data[name] for name in data.files}
+            return {name: data[name] for name in data.files if names is None or name in names}
 
 
 def load_records(run_dir: str | Path) -> list[dict[str, Any]]:
