@@ -1,4 +1,6 @@
-"""The leaderboard as data: one table per dataset, a row per detector, Clean plus one column per attack budget.
+"""The leaderboard as data: one table per dataset, a row per detector, Clean, then worst-case and one column per
+attack at each budget (labels always name the eps: datasets may run at different ones), plus the members of
+ensemble and worst-case cells.
 
 Every output format (CSV, Markdown, LaTeX, HTML, console) renders this model, so they agree on numbers, on
 which cell is best (bold) or second (underlined), and on which cells carry sanity flags.
