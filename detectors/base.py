@@ -96,6 +96,15 @@ class Detector(nn.Module, ABC):
         explicitly exits 2 with the message.
         """
 
+    def backbone(self) -> nn.Module | None:
+        """The network one backbone pass runs through (for cost estimates: ``bench.plan``); None if not modelled."""
+        return None
+
+    def fit_passes(self, n_train: int) -> tuple[float, float] | None:
+        """Backbone image passes of a fit on ``n_train`` images (after ``setup``): (forward+backward, forward only);
+        None when not modelled."""
+        return None
+
     def features(self, x: Tensor) -> Tensor | None:
         """Feature vectors [N, D] the score is computed from, for feature-space attacks; None if not exposed."""
         return None

@@ -66,6 +66,15 @@ class COBRA(ShiftedContrastiveDetector):
         eps = self.config.train_eps
         self.train_eps = kind_eps(self.low_res) if eps == "auto" else float(eps)
 
+    def passes_per_training_image(self) -> tuple[float, float]:
+        """Per image and view-2 shift: each inner attack's steps (fwd+bwd), a forward of each contrastive attack's
+        target, then the loss over the clean and adversarial contrastive views and the RTP view (fwd+bwd)."""
+        if not self.adversarial:
+            return super().passes_per_training_image()
+        k, contrastive = self.shift.num_shifts, 2 if self.opposite_pairs else 1
+        attacks = contrastive + 1  # + RTP
+        return float(k * (attacks * self.config.attack_steps + 2 + contrastive + 1)), float(k * contrastive)
+
     def _inner_attack(self, loss_fn, start: Tensor, generator: torch.Generator, maximise: bool) -> Tensor:
         cfg = self.config
         step = cfg.attack_step_factor * self.train_eps / max(1, cfg.attack_steps)

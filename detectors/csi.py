@@ -364,6 +364,21 @@ class ShiftedContrastiveDetector(Detector):
             return n if self.low_res else INDUSTRIAL_TRAIN_PER_EPOCH
         return n if per_epoch == "all" else int(per_epoch)
 
+    def passes_per_training_image(self) -> tuple[float, float]:
+        """Backbone passes per training image per epoch: (forward+backward, forward only); CSI: 2 views x K."""
+        return 2.0 * self.shift.num_shifts, 0.0
+
+    def backbone(self) -> nn.Module:
+        return self.net
+
+    def fit_passes(self, n_train: int) -> tuple[float, float]:
+        """Training passes (epochs x ``train_per_epoch`` images) plus the feature bank's T x K forwards per image."""
+        cfg = self.config
+        n = min(n_train, cfg.max_train) if cfg.max_train is not None else n_train
+        images = cfg.epochs * self.train_per_epoch(n)
+        train, forward = self.passes_per_training_image()
+        return images * train, images * forward + n * self.passes_per_score
+
     def _train(self, train: Tensor, generator: torch.Generator, progress: Progress) -> None:
         """The released loop: each epoch shuffles the resampled set; one optimiser and lr step per batch."""
         cfg = self.config
