@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from attacks import create_attack
@@ -15,17 +13,6 @@ from bench.data.base import DATASETS, kind_meta
 from bench.hashing import stable_hash
 from detectors import create_detector
 from detectors.base import split_options
-
-
-def source_version(obj: Any) -> str:
-    """Hash of the file that defines ``obj``'s class (so a code change invalidates cached cells)."""
-    return file_hash(Path(inspect.getfile(type(obj))))
-
-
-@functools.cache
-def file_hash(path: Path) -> str:
-    """Hash of a source file's text (read once per process)."""
-    return stable_hash(path.read_text(), 12)
 
 
 @dataclass(frozen=True)
@@ -95,7 +82,7 @@ class EvalJob:
                 "fit": fit_spec if fit_spec is not None else self.fit.spec,
                 "attack": self.attack,
                 "attack_config": dataclasses.asdict(attack.config),
-                "attack_code": source_version(attack),
+                "attack_code": attack.code_version(),
             }
         )
 

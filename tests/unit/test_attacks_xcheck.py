@@ -96,3 +96,20 @@ def test_backends_leave_the_global_rng_alone(trained) -> None:
     state = torch.random.get_rng_state()
     robust_auroc("ta-pgd", trained, steps=2)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+@pytest.mark.skipif(not HAS_AUTOATTACK, reason="autoattack/pyautoattack not installed (pip install -e .[xcheck])")
+def test_standard_autoattack_at_least_as_strong_as_reference_apgd_and_square(trained) -> None:
+    """Ours against the per-sample worst case of the reference APGD-CE (5 restarts) and Square, same budget."""
+    detector, x, is_anomaly = trained
+    generator = torch.Generator().manual_seed(0)
+    ours = create_attack("autoattack", eps=EPS, version="standard", apgd_steps=30, square_queries=300)
+    mine = auroc(ours.run(detector, x, is_anomaly, generator=generator).completed_scores(detector), is_anomaly)
+    sign = torch.where(is_anomaly, -1.0, 1.0)
+    worst = torch.full((x.shape[0],), -torch.inf)
+    for name, budget in (("aa-apgd", {"steps": 30, "restarts": 5}), ("aa-square", {"queries": 300})):
+        x_adv = create_attack(name, eps=EPS, **budget).perturb(detector, x, is_anomaly, generator=generator)
+        worst = torch.maximum(worst, sign * detector.score(x_adv))
+    reference = auroc(sign * worst, is_anomaly)
+    assert mine <= reference + TOLERANCE, (mine, reference)
+    assert reference < auroc(detector.score(x), is_anomaly)
