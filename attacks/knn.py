@@ -41,6 +41,11 @@ def knn_distance(distances: Tensor, k: int) -> Tensor:
     return distances.topk(min(k, distances.shape[1]), dim=1, largest=False).values.mean(dim=1)
 
 
+def annealed(start: Tensor, anneal: float, step: int, steps: int) -> Tensor:
+    """The soft-min temperature at ``step`` of ``steps``: ``start`` at the first, ``anneal * start`` at the last."""
+    return start * anneal ** (step / max(steps - 1, 1))
+
+
 def soft_min(distances: Tensor, temperature: Tensor) -> Tensor:
     """sum_j softmax(-d_j / T) d_j: a smooth stand-in for the nearest distance."""
     return (torch.softmax(-distances / temperature, dim=1) * distances).sum(dim=1)
@@ -82,9 +87,8 @@ class KNNAttack(APGD):
         calls = [0]
 
         def surrogate(xc: Tensor) -> Tensor:
-            step = calls[0] % max(cfg.steps, 1)
+            temperature = annealed(start_temperature, cfg.anneal, calls[0] % max(cfg.steps, 1), cfg.steps)
             calls[0] += 1
-            temperature = start_temperature * cfg.anneal ** (step / max(cfg.steps - 1, 1))
             distances = patch_distances(xc)
             n, p, m = distances.shape
             hard = knn_distance(distances.view(n * p, m), k).view(n, p).amax(dim=1)

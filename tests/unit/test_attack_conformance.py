@@ -16,7 +16,10 @@ from attacks.base import objective_sign
 FAST = {
     "apgd": {"steps": 10},
     "square": {"queries": 30},
-    "autoattack": {"apgd_steps": 5, "square_queries": 30},
+    "autoattack": {"apgd_steps": 5, "square_queries": 30, "targets": 2},
+    "feature": {"steps": 10},
+    "knn": {"steps": 10},
+    "component": {"steps": 10},
     "ta-apgd": {"steps": 10},
     "aa-apgd": {"steps": 10},
     "aa-square": {"queries": 30},

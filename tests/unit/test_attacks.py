@@ -247,7 +247,7 @@ def test_autoattack_is_per_sample_worst_case_of_its_members() -> None:
     gen = torch.Generator().manual_seed(0)
     x, is_anomaly = toy_data(shape=(1, 6, 6), n=30)
     det = TwoTermScorer(torch.randn(36, generator=gen), 3 * torch.randn(36, generator=gen))
-    result, attack = run_result("autoattack", det, x, is_anomaly, seed=2, eps=0.05, batch_size=16, **AA_FAST)
+    result, _ = run_result("autoattack", det, x, is_anomaly, seed=2, eps=0.05, batch_size=16, **AA_FAST)
     assert [m.name for m in result.members] == ["apgd", "apgd-linear", "apgd-soft", "square"]
     assert set(result.skipped) == {"apgd-t"} and "feature_bank" in result.skipped["apgd-t"]
     sign = objective_sign(is_anomaly)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from test_attack_toys import (  # noqa: F401 - single_thread is an autouse fixture
@@ -16,7 +18,7 @@ from test_attack_toys import (  # noqa: F401 - single_thread is an autouse fixtu
 
 from attacks import create_attack
 from attacks.base import AttackNotApplicable, objective_sign
-from attacks.knn import knn_distance, soft_min
+from attacks.knn import annealed, knn_distance, soft_min
 
 
 def run(name: str, det, x, is_anomaly, seed: int = 0, **kwargs):
@@ -92,3 +94,64 @@ def test_component_attack_keeps_best_full_score_per_sample() -> None:
     assert (sign * det.score(x_adv) >= sign * det.score(x)).all()
     assert (sign * det.score(x_total) >= sign * det.score(x)).all()
     assert auroc(det.score(x_adv), is_anomaly) < auroc(det.score(x), is_anomaly)
+
+
+class PatchBankScorer(torch.nn.Module):
+    """PatchCore-like toy: 2x2 patches projected to 3-d, score = max over patches of the distance to the nearest
+    bank patch (``config.k`` = 1)."""
+
+    stochastic = False
+
+    def __init__(self, train: torch.Tensor, seed: int = 0) -> None:
+        super().__init__()
+        self.register_buffer("a", torch.randn(4, 3, generator=torch.Generator().manual_seed(seed)))
+        self.config = type("Config", (), {"k": 1})()
+        with torch.no_grad():
+            self.register_buffer("feature_bank", self.patch_features(train).flatten(0, 1))
+
+    @property
+    def device(self) -> torch.device:
+        return self.a.device
+
+    def patch_features(self, x: torch.Tensor) -> torch.Tensor:
+        patches = torch.nn.functional.unfold(x, 2, stride=2).transpose(1, 2)  # [N, P, 4]
+        return patches @ self.a
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(self.patch_features(x), self.feature_bank.unsqueeze(0)).amin(dim=2).amax(dim=1)
+
+    @torch.no_grad()
+    def score_batched(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(x)
+
+
+@pytest.mark.parametrize("name", ["feature", "knn"])
+def test_patch_detectors_are_attacked_through_their_patch_features(name) -> None:
+    gen = torch.Generator().manual_seed(0)
+    train = (0.5 + 0.1 * torch.randn(30, 1, 6, 6, generator=gen)).clamp(0, 1)
+    x, is_anomaly = toy_data(shape=(1, 6, 6), n=30, seed=1)
+    x = torch.where(is_anomaly.view(-1, 1, 1, 1), x, 0.5 + 0.1 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    det = PatchBankScorer(train)
+    options = {"targets": 2} if name == "feature" else {}
+    x_adv, _ = run(name, det, x, is_anomaly, eps=0.1, steps=10, **options)
+    gain = objective_sign(is_anomaly) * (det.score(x_adv) - det.score(x))
+    assert (gain >= 0).all() and gain.mean() > 0
+    assert auroc(det.score(x_adv), is_anomaly) < auroc(det.score(x), is_anomaly)
+
+
+def test_knn_attack_matches_the_detectors_k_and_anneals() -> None:
+    attack = create_attack("knn")
+    det = torch.nn.Module()
+    det.config = type("Config", (), {"k": 3})()
+    assert attack.neighbours(det) == 3 and create_attack("knn", k=2).neighbours(det) == 2
+    start = torch.tensor(2.0)
+    schedule = [float(annealed(start, 0.05, step, 10)) for step in range(10)]
+    assert schedule[0] == 2.0 and abs(schedule[-1] - 0.1) < 1e-6
+    assert all(a > b for a, b in itertools.pairwise(schedule))
+
+
+def test_feature_attack_runs_one_apgd_per_target(bank_detector) -> None:
+    det, x, is_anomaly = bank_detector
+    _, one = run("feature", det, x, is_anomaly, eps=0.1, steps=5)
+    _, three = run("feature", det, x, is_anomaly, eps=0.1, steps=5, targets=3)
+    assert three.passes.backward == 3 * one.passes.backward == 3 * x.shape[0] * 5
