@@ -118,7 +118,7 @@ class PassCostModel:
         self._names: dict[tuple[str, tuple[int, ...]], set[str]] = {}
 
     def _rates(self, detector: Any, input_shape: tuple[int, ...]) -> PassRates | None:
-        net = detector.backbone()
+        net = detector.cost_network()
         if net is None:
             return None
         key = (repr(net), tuple(input_shape))

@@ -96,7 +96,7 @@ class Detector(nn.Module, ABC):
         explicitly exits 2 with the message.
         """
 
-    def backbone(self) -> nn.Module | None:
+    def cost_network(self) -> nn.Module | None:
         """The network one backbone pass runs through (for cost estimates: ``bench.plan``); None if not modelled."""
         return None
 

@@ -368,7 +368,7 @@ class ShiftedContrastiveDetector(Detector):
         """Backbone passes per training image per epoch: (forward+backward, forward only); CSI: 2 views x K."""
         return 2.0 * self.shift.num_shifts, 0.0
 
-    def backbone(self) -> nn.Module:
+    def cost_network(self) -> nn.Module:
         return self.net
 
     def fit_passes(self, n_train: int) -> tuple[float, float]:
