@@ -30,7 +30,9 @@ th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.best { font-weight: bold; }
 td.second { text-decoration: underline; }
 td.flagged { background: #fff4e0; cursor: help; }
-table.members th { cursor: default; }
+table.members th, table.members td { text-align: left; cursor: default; }
+table.members td:nth-child(-n+3) { white-space: nowrap; }
+table.members th:nth-child(n+4):nth-child(-n+5), table.members td:nth-child(n+4):nth-child(-n+5) { text-align: right; }
 .meta { color: #555; font-size: 0.9rem; }
 """
 
