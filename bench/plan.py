@@ -258,6 +258,12 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}min" if seconds < 5400 else f"{seconds / 3600:.1f}h"
 
 
+def cell_label(job: EvalJob) -> str:
+    """``attack@eps``, with the attack's iteration budget when it has one: ``pgd@4/255 (1000 steps)``."""
+    steps = attack_steps(job.build_attack())
+    return f"{job.attack}@{format_eps(job.eps)}" + (f" ({steps} steps)" if steps is not None else "")
+
+
 def format_plan(planned: list[PlannedGroup], workers: int) -> str:
     """The job matrix as text: one line per fit group, then totals and the estimated time.
 
@@ -266,7 +272,7 @@ def format_plan(planned: list[PlannedGroup], workers: int) -> str:
     rows = [("fit job", "fit", "cells", "to run", "est.")]
     for p in planned:
         fit = p.group.fit
-        cells = ", ".join(f"{job.attack}@{format_eps(job.eps)}" for job in p.todo) or "-"
+        cells = ", ".join(cell_label(job) for job in p.todo) or "-"
         estimate = ("~" if p.costs is not None else "") + format_seconds(p.seconds)
         rows.append((fit.label, p.fit if p.todo else "done", str(len(p.keys)), cells, estimate))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -60,7 +60,7 @@ def test_plan_marks_pass_count_estimates_and_lists_the_rates(tmp_path, fixed_rat
     cobra, deepsvdd = planned
     assert cobra.costs is not None and cobra.seconds > 0 and deepsvdd.seconds is None
     text = format_plan(planned, workers=1)
-    assert "pgd@4/255" in text and "~" in text and "100 images/s forward+backward, 400 forward" in text
+    assert "pgd@4/255 (10 steps)" in text and "~" in text and "100 images/s forward+backward, 400 forward" in text
 
 
 def test_paper_preset_grid_is_fmnist_ten_classes_with_pgd_1000_at_4_over_255():
