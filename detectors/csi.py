@@ -21,8 +21,8 @@ Deviations from the released code, all documented where they happen:
   silently falls back to without torchlars (its lr then peaks at 10 x ``lr`` too);
 - the dataset kind (``low_res``, from the split's metadata) picks the pseudo-anomalies, the crop and COBRA's
   training eps; the released code picks them by dataset name. Without a kind, images up to 64 px count as low-res;
-- ``train_per_epoch`` resamples the training set per epoch as the released ``set_dataset_count`` (10,000 images for
-  MVTec; we apply it to every industrial set, VisA and textures included, when it is ``"auto"``);
+- ``train_per_epoch`` resamples the training set once per fit as the released ``set_dataset_count`` (10,000 images
+  for MVTec), shuffled every epoch; ``"auto"`` applies it to every industrial set (VisA and textures too);
 - the colour jitter's HSV step is differentiated exactly (``detectors.augment``); the released
   ``RandomHSVFunction`` passes the gradient straight through, a weaker gradient for the test-time attack;
 - a shift whose mean own-shift logit on the training images is not positive gets w_shi_k = 0 instead of the
