@@ -254,10 +254,12 @@ def worst_case_record(
     """One group's worst-case record and per-sample arrays: per sample, the worst score over its ok cells.
 
     Normals take their highest adversarial score, anomalies their lowest (AUROC is monotone in each score, so
-    this is a valid adversary). ``members`` gives each attack's robust AUROC and the share of samples whose worst
-    case it supplied (ties go to the first attack by name); the examples come from the attack with the largest
-    share. A group with failed cells is flagged ``incomplete``; one whose attacks all failed, or whose scores are
-    missing, gets a failed record; one whose attacks do not apply gets none (None, None).
+    this is a valid adversary). Its flags are those of the attacks that supplied at least one sample (a weaker
+    attack's ``not-converged`` says nothing of a worst case it did not reach). ``members`` gives each attack's
+    robust AUROC and the share of samples whose worst case it supplied (ties go to the first attack by name); the
+    examples come from the attack with the largest share. A group with failed cells is flagged ``incomplete``; one
+    whose attacks all failed, or whose scores are missing, gets a failed record; one whose attacks do not apply
+    gets none (None, None).
     """
     sources = sorted((r for r in cells if r.get("status", "ok") == "ok"), key=lambda r: r["attack"])
     failed = [r for r in cells if r.get("status") == "failed"]
@@ -277,7 +279,8 @@ def worst_case_record(
     counts = np.bincount(worst_case_sources(adv, labels), minlength=len(sources))
     scores = worst_case(adv, labels)
     examples = store.load_scores(sources[int(counts.argmax())]["key"], EXAMPLE_ARRAYS)
-    flags = {f for r in sources for f in r.get("flags") or ()} | ({INCOMPLETE_FLAG} if failed else set())
+    suppliers = [r for r, n in zip(sources, counts, strict=True) if n > 0]
+    flags = {f for r in suppliers for f in r.get("flags") or ()} | ({INCOMPLETE_FLAG} if failed else set())
     record.update(robust_auroc=auroc(scores, labels), flags=sorted(flags))
     record["members"] = [
         {"attack": r["attack"], "robust_auroc": r["robust_auroc"], "share": float(n) / len(labels)}

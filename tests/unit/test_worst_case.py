@@ -145,3 +145,15 @@ def test_worst_case_is_not_an_attack_and_cross_cell_checks_accept_it(tmp_path: P
     records = {r["eps"]: r for r in merge_worst_case(store, keys)[0]}
     assert records[2 / 255]["robust_auroc"] < records[4 / 255]["robust_auroc"]  # rose with eps: flagged
     assert records[4 / 255]["flags"] == ["non-monotone-eps"] and records[2 / 255]["flags"] == []
+
+
+def test_worst_case_inherits_flags_only_from_attacks_that_supplied_a_sample(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    strong, weak = attacked(1), attacked(2, strength=0.001)
+    keys = {
+        add(store, cell("apgd", strong, flags=["zero-gradients:0.20"]), strong),
+        add(store, cell("fgsm", weak, flags=["not-converged"]), weak),
+    }
+    [record], _ = merge_worst_case(store, keys)
+    assert {m["attack"]: m["share"] for m in record["members"]}["fgsm"] == 0.0
+    assert record["flags"] == ["zero-gradients:0.20"]
