@@ -28,9 +28,9 @@ class ComponentAttackConfig(APGDConfig):
 
 
 def component_names(detector: Any, x: Tensor) -> list[str]:
-    """Names of the detector's score components (one forward on one image)."""
+    """Names of the detector's score components (one forward on one image, on the detector's device)."""
     with torch.no_grad():
-        return list(detector.score_components(x[:1]))
+        return list(detector.score_components(x[:1].to(detector.device)))
 
 
 @register_attack("component")
