@@ -78,9 +78,12 @@ class APGD(Attack):
         if self.config.loss not in LOSSES:
             raise UsageError(f"unknown APGD loss {self.config.loss!r}; choose from: {', '.join(LOSSES)}")
 
-    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
-        """What to climb, one APGD run (per restart) each; by default the loss of the signed score."""
-        centre, spread = centre_and_spread(sign * self.evaluate(detector, x, sign))
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor, clean: Tensor) -> list[Ascent]:
+        """What to climb, one APGD run (per restart) each; by default the loss of the signed score.
+
+        ``clean`` is the signed score at ``x`` (the loss is centred and scaled on it).
+        """
+        centre, spread = centre_and_spread(sign * clean)
         loss_fn = signed_loss(self.config.loss, centre, spread, sign)
 
         def on_score(xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -99,8 +102,11 @@ class APGD(Attack):
         return climb
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
+        """The best iterate over every ascent and restart, the clean input included (never less harmful)."""
+        clean = self.evaluate(detector, x, sign)
         best = BestIterate(x)
-        for ascent in self.ascents(detector, x, sign):
+        best.update(x, clean)
+        for ascent in self.ascents(detector, x, sign, clean):
             for _ in range(max(self.config.restarts, 1)):
                 start = start_point(x, self.config.eps, self.config.norm, self.config.random_start, generator)
                 best.merge(self.run_once(detector, x, sign, start, ascent))

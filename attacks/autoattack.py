@@ -1,7 +1,8 @@
 """AutoAttack (Croce & Hein 2020) for anomaly scores: members that differ by construction, per-sample worst case.
 
 On one scalar score, losses that are monotone transforms of it (cross-entropy, margin) give the same attack, so
-the members differ through what they climb and where they start, each judged by the detector's true score:
+the members differ through what they climb and where they start, each judged by the detector's true score (on a
+stochastic detector, its mean over ``eot_draws`` draws):
 - ``apgd``: APGD on the score;
 - ``apgd-t``: targeted feature-space APGD, the analogue of APGD-T: one run per target, the ``targets`` nearest
   training features of each sample (detectors with features and a ``feature_bank``);
@@ -135,33 +136,45 @@ class AutoAttack(Attack):
         members, skipped = self.members(detector, x)
         source = generator.device if generator is not None else "cpu"
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=source))
-        sign = objective_sign(is_anomaly, self.config.side)
+        sign = objective_sign(is_anomaly.cpu(), self.config.side)
         attacked = sign != 0
         x_best, best = x.clone(), torch.full((x.shape[0],), -torch.inf)
         supplier = torch.full((x.shape[0],), -1, dtype=torch.long)
         results: list[MemberResult] = []
-        for index, (name, member) in enumerate(members.items()):
+        for name, member in members.items():
             try:
                 out = member.run(detector, x, is_anomaly, generator=member_generator(seed, name, source))
+            except AttackNotApplicable as error:  # found out only on the data (e.g. feature dimensions)
+                skipped[name] = str(error)
+                continue
             finally:
                 self.passes.forward += member.passes.forward
                 self.passes.backward += member.passes.backward
+            index = len(results)
             scores = self.judged_scores(detector, out)
             objective = torch.where(attacked, sign * scores, -torch.inf)
             better = attacked & (objective > best)
             x_best[better], best[better], supplier[better] = out.x_adv[better], objective[better], index
             results.append(MemberResult(name, scores, member.white_box))
         check_in_ball(x_best, x, self.config.eps, self.config.norm)
-        scores = torch.where(attacked, best * sign, torch.nan)
+        stochastic = getattr(detector, "stochastic", False)
+        scores = torch.where(attacked & ~torch.tensor(stochastic), best * sign, torch.nan)
         return AttackResult(x_best, scores, attacked, results, supplier, skipped)
 
     def judged_scores(self, detector: Any, result: AttackResult) -> Tensor:
-        """A member's scores at its outputs: the tracked ones, one fresh score pass for the attacked rest."""
+        """A member's scores at its outputs: the tracked ones, else a fresh score of the attacked rest.
+
+        A stochastic detector's members are compared on the mean of ``eot_draws`` fresh draws (the best of
+        single noisy draws would favour lucky draws); its robust scores are then left to the runner's one draw
+        of the chosen inputs, like its clean scores.
+        """
         scores = result.scores.clone()
         missing = torch.isnan(scores) & result.attacked
         if missing.any():
-            self.passes.forward += int(missing.sum())
-            scores[missing] = detector.score_batched(result.x_adv[missing]).float().cpu()
+            draws = self.eot_draws(detector)
+            self.passes.forward += int(missing.sum()) * draws
+            fresh = sum(detector.score_batched(result.x_adv[missing]).float().cpu() for _ in range(draws))
+            scores[missing] = fresh / draws
         return scores
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:

@@ -31,6 +31,10 @@ SIDES = ("both", "in", "out")
 SIDE_SUFFIXES = {"-in": "in", "-out": "out"}
 
 
+class OutOfBall(RuntimeError):
+    """An adversarial input left [0, 1] or the eps-ball, or is not finite (a bug in the attack)."""
+
+
 class AttackNotApplicable(UsageError):
     """The attack cannot run on this detector (e.g. it needs a feature bank the detector does not expose)."""
 
@@ -169,13 +173,13 @@ def check_in_ball(x_adv: Tensor, x: Tensor, eps: float, norm: str, tol: float = 
     if x_adv.numel() == 0:
         return
     if not torch.isfinite(x_adv).all():
-        raise RuntimeError("attack produced non-finite inputs")
+        raise OutOfBall("attack produced non-finite inputs")
     if x_adv.min() < -tol or x_adv.max() > 1 + tol:
-        raise RuntimeError(f"attack left [0, 1]: range [{x_adv.min():.4g}, {x_adv.max():.4g}]")
+        raise OutOfBall(f"attack left [0, 1]: range [{x_adv.min():.4g}, {x_adv.max():.4g}]")
     delta = (x_adv - x).flatten(1)
     dist = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
     if dist.numel() and dist.max() > eps + tol:
-        raise RuntimeError(f"attack left the {norm} ball: distance {dist.max():.6g} > eps {eps:.6g}")
+        raise OutOfBall(f"attack left the {norm} ball: distance {dist.max():.6g} > eps {eps:.6g}")
 
 
 ScoreFn = Callable[[Tensor], Tensor]

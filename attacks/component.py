@@ -46,7 +46,7 @@ class ComponentAttack(APGD):
                 f"{type(detector).__name__} has none"
             )
 
-    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor, clean: Tensor) -> list[Ascent]:
         available = component_names(detector, x)
         chosen = available if self.config.components is None else list(self.config.components)
         unknown = sorted(set(chosen) - set(available))
@@ -56,7 +56,7 @@ class ComponentAttack(APGD):
                 f"it has {', '.join(available)}"
             )
         out = [self.surrogate_ascent(detector, sign, self.component(detector, name)) for name in chosen]
-        return out + (super().ascents(detector, x, sign) if self.config.include_total else [])
+        return out + (super().ascents(detector, x, sign, clean) if self.config.include_total else [])
 
     @staticmethod
     def component(detector: Any, name: str):

@@ -83,7 +83,7 @@ class FeatureAttack(APGD):
     def check_applicable(self, detector: Any) -> None:
         feature_bank(detector, self.name)
 
-    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor, clean: Tensor) -> list[Ascent]:
         cfg = self.config
         bank = feature_bank(detector, self.name).to(x.device).flatten(1)
         with torch.no_grad():

@@ -72,7 +72,7 @@ class KNNAttack(APGD):
         """The k of the k-NN distance: the attack's own, else the detector's ``config.k``, else 1."""
         return self.config.k or int(getattr(getattr(detector, "config", None), "k", None) or 1)
 
-    def ascents(self, detector: Any, x: Tensor, sign: Tensor) -> list[Ascent]:
+    def ascents(self, detector: Any, x: Tensor, sign: Tensor, clean: Tensor) -> list[Ascent]:
         cfg, k = self.config, self.neighbours(detector)
         bank = feature_bank(detector, self.name).to(x.device).flatten(1)
 
@@ -84,15 +84,20 @@ class KNNAttack(APGD):
         with torch.no_grad():
             clean = knn_distance(patch_distances(x).flatten(0, 1), k)
             start_temperature = (cfg.temperature * clean.median()).clamp_min(1e-12)
-        calls = [0]
+        step = [-1]
 
         def surrogate(xc: Tensor) -> Tensor:
-            temperature = annealed(start_temperature, cfg.anneal, calls[0] % max(cfg.steps, 1), cfg.steps)
-            calls[0] += 1
+            temperature = annealed(start_temperature, cfg.anneal, step[0] % max(cfg.steps, 1), cfg.steps)
             distances = patch_distances(xc)
             n, p, m = distances.shape
             hard = knn_distance(distances.view(n * p, m), k).view(n, p).amax(dim=1)
             smooth = top_mean(soft_min(distances.view(n * p, m), temperature).view(n, p), cfg.top_patches)
             return hard.detach() + smooth - smooth.detach()
 
-        return [self.surrogate_ascent(detector, sign, surrogate)]
+        climb = self.surrogate_ascent(detector, sign, surrogate)
+
+        def annealing(xc: Tensor) -> tuple[Tensor, Tensor, None]:
+            step[0] += 1  # once per APGD step, however many EOT draws evaluate the surrogate
+            return climb(xc)
+
+        return [annealing]

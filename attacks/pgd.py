@@ -44,9 +44,12 @@ class PGD(Attack):
     def ascend(
         self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None, grad_fn: GradFn
     ) -> BestIterate:
-        """PGD restarts following ``grad_fn``; the best iterate is always judged by the signed detector score."""
+        """PGD restarts following ``grad_fn``; the best iterate is always judged by the signed detector score, and
+        the clean input competes with it (a random start alone can end less harmful than no attack)."""
         cfg = self.config
         best = BestIterate(x)
+        if cfg.random_start:
+            best.update(x, self.evaluate(detector, x, sign))
         for _ in range(max(cfg.restarts, 1)):
             run = pgd_run(
                 x,

@@ -67,8 +67,14 @@ def kind_eps(low_res: bool) -> float:
     return KIND_EPS[bool(low_res)]
 
 
-def resolve_eps(eps: list[float | str], low_res: bool) -> list[float]:
-    """The budgets a dataset of this kind runs at: ``"auto"`` becomes ``kind_eps``; duplicates are dropped."""
+def resolve_eps(eps: list[float | str], low_res: bool, norm: str = "linf") -> list[float]:
+    """The budgets a dataset of this kind runs at: ``"auto"`` becomes ``kind_eps``; duplicates are dropped.
+
+    ``"auto"`` is the paper's L-inf threat model; under L2 it raises UsageError (an L2 radius of 4/255 would be
+    no attack at all), so L2 runs name their budget.
+    """
+    if AUTO_EPS in eps and norm != "linf":
+        raise UsageError(f"eps {AUTO_EPS!r} is the paper's L-inf budget; with --norm {norm} give --eps, e.g. 0.5")
     values = [kind_eps(low_res) if value == AUTO_EPS else float(value) for value in eps]
     return list(dict.fromkeys(values))
 

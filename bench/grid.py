@@ -126,7 +126,7 @@ def build_grid(cfg: RunConfig) -> list[FitGroup]:
     for dataset in cfg.datasets:
         data_options = freeze(cfg.data_options.get(dataset, {}))
         meta = kind_meta(dataset)
-        budgets = resolve_eps(cfg.eps, meta["low_res"])
+        budgets = resolve_eps(cfg.eps, meta["low_res"], cfg.norm)
         for normal_class in resolve_classes(cfg, dataset):
             for detector in cfg.detectors:
                 kind_options = freeze(split_options(detector, meta))

@@ -194,12 +194,13 @@ def member_fields(result: AttackResult, clean: np.ndarray, is_anomaly: np.ndarra
         return {}
     members = []
     for index, member in enumerate(result.members):
-        scores = torch.where(torch.isnan(member.scores), torch.as_tensor(clean).float(), member.scores)
+        scores = torch.where(result.attacked, member.scores, torch.as_tensor(clean).float())
         supplied = float((result.supplier == index).float().mean()) if result.supplier is not None else 0.0
+        finite = bool(torch.isfinite(scores).all())  # a member that met NaN scores gets no number
         members.append(
             {
                 "attack": member.name,
-                "robust_auroc": auroc(scores.double().numpy(), is_anomaly),
+                "robust_auroc": auroc(scores.double().numpy(), is_anomaly) if finite else None,
                 "share": supplied,
                 "white_box": member.white_box,
             }

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, Attack, AttackResult, split_side
+from attacks.base import ATTACKS, Attack, AttackResult, OutOfBall, split_side
 from attacks.common import centre_and_spread
 from bench.metrics import auroc
 
@@ -138,7 +138,7 @@ def eps0_mismatch(
     """Whether the attack run at eps=0 moves an input or changes a score (a stochastic score is not compared)."""
     try:
         result = variant(attack, eps=0.0).run(detector, x, is_anomaly, generator=generator)
-    except RuntimeError:  # it left the eps=0 ball
+    except OutOfBall:  # it moved an input at eps=0
         return True
     if not torch.equal(result.x_adv, x):
         return True
@@ -167,14 +167,14 @@ def strongest_white_box(
     """The cell's strongest white-box attack and its robust scores: the attack itself, or for an ensemble its
     white-box member with the lowest AUROC; None when there is none."""
     if result is not None and result.members:
-        white = [m for m in result.members if m.white_box]
-        if not white:
-            return None
         labels = is_anomaly.numpy().astype(bool)
-        filled = [torch.where(torch.isnan(m.scores), clean, m.scores) for m in white]
-        index = min(range(len(white)), key=lambda i: auroc(filled[i].numpy(), labels))
+        scored = {m.name: torch.where(result.attacked, m.scores, clean) for m in result.members if m.white_box}
+        scored = {name: scores for name, scores in scored.items() if torch.isfinite(scores).all()}
+        if not scored:
+            return None
+        name = min(scored, key=lambda n: auroc(scored[n].numpy(), labels))
         members, _ = attack.members(detector, x)
-        return members[white[index].name], filled[index]
+        return members[name], scored[name]
     return (attack, adv) if attack.white_box else None
 
 

@@ -27,7 +27,7 @@ from bench.metrics import INCOMPLETE_FLAG, WORST_CASE, auroc, worst_case, worst_
 from bench.plan import format_plan, plan_groups
 from bench.progress import Progress
 from bench.runner import GroupResult
-from bench.sanity import GRID_ONLY_FLAGS, grid_flags
+from bench.sanity import GRID_ONLY_FLAGS, NON_MONOTONE_EPS, grid_flags
 from bench.store import RunStore
 
 PACKAGES = (
@@ -255,7 +255,8 @@ def worst_case_record(
 
     Normals take their highest adversarial score, anomalies their lowest (AUROC is monotone in each score, so
     this is a valid adversary). Its flags are those of the attacks that supplied at least one sample (a weaker
-    attack's ``not-converged`` says nothing of a worst case it did not reach). ``members`` gives each attack's
+    attack's ``not-converged`` says nothing of a worst case it did not reach), less ``non-monotone-eps``, which
+    the grid checks on the worst-case records themselves. ``members`` gives each attack's
     robust AUROC and the share of samples whose worst case it supplied (ties go to the first attack by name); the
     examples come from the attack with the largest share. A group with failed cells is flagged ``incomplete``; one
     whose attacks all failed, or whose scores are missing, gets a failed record; one whose attacks do not apply
@@ -280,7 +281,8 @@ def worst_case_record(
     scores = worst_case(adv, labels)
     examples = store.load_scores(sources[int(counts.argmax())]["key"], EXAMPLE_ARRAYS)
     suppliers = [r for r, n in zip(sources, counts, strict=True) if n > 0]
-    flags = {f for r in suppliers for f in r.get("flags") or ()} | ({INCOMPLETE_FLAG} if failed else set())
+    inherited = {f for r in suppliers for f in r.get("flags") or () if f != NON_MONOTONE_EPS}
+    flags = inherited | ({INCOMPLETE_FLAG} if failed else set())
     record.update(robust_auroc=auroc(scores, labels), flags=sorted(flags))
     record["members"] = [
         {"attack": r["attack"], "robust_auroc": r["robust_auroc"], "share": float(n) / len(labels)}

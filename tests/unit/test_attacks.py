@@ -144,10 +144,10 @@ def test_pgd_cost_is_one_pass_per_step_plus_final_forward() -> None:
     det = MLPScorer(16)
     _, attack = run("pgd", det, x, is_anomaly, eps=0.1, steps=7, restarts=2)
     assert attack.passes.backward == 10 * 7 * 2
-    assert attack.passes.forward == 10 * (7 + 1) * 2
+    assert attack.passes.forward == 10 + 10 * (7 + 1) * 2  # + the clean forward that competes with the random starts
     _, attack = run("apgd", det, x, is_anomaly, eps=0.1, steps=7, restarts=2)
     assert attack.passes.backward == 10 * 7 * 2
-    assert attack.passes.forward == 10 + 10 * (7 + 1) * 2  # + the clean forward that centres the loss
+    assert attack.passes.forward == 10 + 10 * (7 + 1) * 2  # + the clean forward (centres the loss, competes)
 
 
 def test_pgd_restarts_never_hurt() -> None:
@@ -334,8 +334,8 @@ def test_every_attack_averages_eot_draws_on_stochastic_detectors(name) -> None:
     for det in (LinearScorer(w), NoisyLinearScorer(w)):
         _, attack = run(name, det, x, is_anomaly, eps=0.1, eot_iter=3, **budget)
         costs[det.stochastic] = (attack.passes.forward, attack.passes.backward)
-    # AutoAttack judges each member's outputs on a stochastic detector by one fresh score draw per sample
-    judging = 6 * 2 if name == "autoattack" else 0
+    # AutoAttack judges each member's outputs on a stochastic detector by eot_iter fresh score draws per sample
+    judging = 6 * 2 * 3 if name == "autoattack" else 0
     assert costs[True] == (3 * costs[False][0] + judging, 3 * costs[False][1])
 
 
@@ -345,3 +345,25 @@ def test_empty_and_one_sided_empty_inputs() -> None:
     assert torch.equal(run("pgd", det, x[:0], is_anomaly[:0], eps=0.1)[0], x[:0])
     normals_only = torch.zeros(4, dtype=torch.bool)
     assert torch.equal(run("pgd-out", det, x, normals_only, eps=0.1)[0], x)
+
+
+class RandomStartTrap(LinearScorer):
+    """w.x plus a spike at the clean inputs: every point of the ball but x itself scores lower for normals."""
+
+    def __init__(self, w, x) -> None:
+        super().__init__(w)
+        self.register_buffer("anchors", x.flatten(1).clone())
+
+    def score(self, x):
+        spike = torch.exp(-(torch.cdist(x.flatten(1), self.anchors).amin(dim=1) ** 2) / 1e-6)
+        return x.flatten(1) @ self.w + 10 * spike
+
+
+@pytest.mark.parametrize(("name", "options"), [("pgd", {}), ("apgd", {}), ("apgd", {"restarts": 2})])
+def test_attacks_never_return_a_point_less_harmful_than_the_clean_input(name, options) -> None:
+    """With random starts the clean input still competes: per sample the objective is at least the clean one."""
+    x, is_anomaly = toy_data(n=20)
+    det = RandomStartTrap(torch.zeros(16), x)
+    x_adv, _ = run(name, det, x, is_anomaly, eps=0.1, steps=3, **options)
+    sign = objective_sign(is_anomaly)
+    assert (sign * det.score(x_adv) >= sign * det.score(x) - 1e-6).all()

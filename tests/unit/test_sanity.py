@@ -218,3 +218,15 @@ def test_check_subset_is_balanced_and_bounded() -> None:
     subset = check_subset(is_anomaly)
     assert subset.numel() == 32 + 10 and len(set(subset.tolist())) == subset.numel()
     assert is_anomaly[subset[:20]].sum() == 10  # the head alternates normal / anomalous
+
+
+def test_autoattack_on_a_stochastic_detector_leaves_its_robust_scores_to_one_fresh_draw() -> None:
+    """Members are compared on EOT means; the robust scores are then not tracked, so no score-mismatch fires."""
+    x, is_anomaly = toy_data()
+    det = NoisyLinearScorer(torch.randn(16, generator=torch.Generator().manual_seed(2)))
+    attack = create_attack("autoattack", eps=0.05, apgd_steps=2)
+    result = attack.run(det, x, is_anomaly, generator=torch.Generator().manual_seed(0))
+    assert torch.isnan(result.scores).all() and len(result.members) == 1
+    clean = det.score_batched(x).numpy()
+    flags = cell_flags(det, attack, x, is_anomaly, clean, result.completed_scores(det).numpy(), result=result)
+    assert SCORE_MISMATCH not in flags

@@ -58,3 +58,12 @@ def test_bad_eps_names_auto():
 
     with pytest.raises(UsageError, match="use auto"):
         parse_eps("fast")
+
+
+def test_auto_eps_is_an_linf_budget():
+    """Under L2, eps auto would be a radius of 4/255 (no attack at all): the run must name its budget."""
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match="L-inf"):
+        grid(["--norm", "l2", "--datasets", "digits"])
+    assert {job.eps for g in grid(["--norm", "l2", "--eps", "0.5", "--datasets", "digits"]) for job in g.evals} == {0.5}
