@@ -32,9 +32,14 @@ from bench.errors import UsageError
 
 LOSSES = ("ce", "margin")
 
-#: ``x -> (climbed objective [N], its input gradient, signed detector score [N] or None)``. None: the climbed
-#: objective is not the signed score, so the iterate is judged by one extra score forward.
-Ascent = Callable[[Tensor], tuple[Tensor, Tensor, Tensor | None]]
+
+@dataclass(frozen=True)
+class Ascent:
+    """What one APGD run climbs: ``climb(x) -> (objective [N], its input gradient)``; ``on_score`` when that
+    objective is the signed detector score itself (then it also picks the answer, with no extra forward)."""
+
+    climb: Callable[[Tensor], tuple[Tensor, Tensor]]
+    on_score: bool
 
 
 @dataclass
@@ -85,21 +90,11 @@ class APGD(Attack):
         """
         centre, spread = centre_and_spread(sign * clean)
         loss_fn = signed_loss(self.config.loss, centre, spread, sign)
-
-        def on_score(xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            objective, grad = self.objective_and_grad(detector, xc, sign, loss_fn)
-            return objective, grad, objective
-
-        return [on_score]
+        return [Ascent(lambda xc: self.objective_and_grad(detector, xc, sign, loss_fn), on_score=True)]
 
     def surrogate_ascent(self, detector: Any, sign: Tensor, surrogate: Callable[[Tensor], Tensor]) -> Ascent:
         """Climb ``sign * surrogate(x)`` (higher = more harmful), judging each iterate by the detector score."""
-
-        def climb(xc: Tensor) -> tuple[Tensor, Tensor, None]:
-            objective, grad = self.objective_and_grad(detector, xc, sign, score_fn=surrogate)
-            return objective, grad, None
-
-        return climb
+        return Ascent(lambda xc: self.objective_and_grad(detector, xc, sign, score_fn=surrogate), on_score=False)
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         """The best iterate over every ascent and restart, the clean input included (never less harmful)."""
@@ -116,8 +111,8 @@ class APGD(Attack):
         """One APGD run from ``start`` climbing ``ascent``; returns the best iterates by signed detector score."""
         cfg = self.config
         marks = set(checkpoints(cfg.steps))
-        best = BestIterate(start)  # judged by the detector score: the answer
         climbed = BestIterate(start)  # judged by the climbed objective: drives the schedule
+        best = climbed if ascent.on_score else BestIterate(start)  # judged by the detector score: the answer
         best_grad = torch.zeros_like(x)
         eta = torch.full((x.shape[0],), 2.0 * cfg.eps, device=x.device)
         successes = torch.zeros(x.shape[0], device=x.device)
@@ -125,8 +120,9 @@ class APGD(Attack):
         best_last = climbed.objective.clone()
         x_prev, x_cur, obj_prev, last_mark = start, start, None, 0
         for k in range(cfg.steps):
-            obj, grad, score = ascent(x_cur)
-            best.update(x_cur, score if score is not None else self.evaluate(detector, x_cur, sign))
+            obj, grad = ascent.climb(x_cur)
+            if not ascent.on_score:
+                best.update(x_cur, self.evaluate(detector, x_cur, sign))
             if obj_prev is not None:
                 successes += (obj > obj_prev).float()
             improved = climbed.update(x_cur, obj)

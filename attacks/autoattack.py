@@ -101,28 +101,25 @@ class AutoAttack(Attack):
         common["eot_iter"] = max(cfg.rand_eot_iter, cfg.eot_iter) if version == "rand" else cfg.eot_iter
         restarts = max(cfg.apgd_restarts, cfg.plus_restarts) if version == "plus" else cfg.apgd_restarts
         gradient = {**common, "steps": cfg.apgd_steps, "restarts": restarts}
-        candidates: dict[str, Any] = {
-            "apgd": lambda: APGD(APGDConfig(**gradient)),
-            "apgd-t": lambda: FeatureAttack(FeatureAttackConfig(**gradient, targets=cfg.targets)),
+        candidates = {
+            "apgd": APGD(APGDConfig(**gradient)),
+            "apgd-t": FeatureAttack(FeatureAttackConfig(**gradient, targets=cfg.targets)),
+            "apgd-<component>": ComponentAttack(ComponentAttackConfig(**gradient)),
         }
         out: dict[str, Attack] = {}
         skipped: dict[str, str] = {}
-        for name, build in candidates.items():
-            member = build()
+        for name, member in candidates.items():
             try:
                 member.check_applicable(detector)
             except AttackNotApplicable as error:
                 skipped[name] = str(error)
                 continue
-            out[name] = member
-        components = ComponentAttack(ComponentAttackConfig(**gradient))
-        try:
-            components.check_applicable(detector)
-            for part in component_names(detector, x):
-                config = ComponentAttackConfig(**gradient, components=[part], include_total=False)
-                out[f"apgd-{part}"] = ComponentAttack(config)
-        except AttackNotApplicable as error:
-            skipped["apgd-<component>"] = str(error)
+            if isinstance(member, ComponentAttack):  # one member per term of the score
+                for part in component_names(detector, x):
+                    config = ComponentAttackConfig(**gradient, components=[part], include_total=False)
+                    out[f"apgd-{part}"] = ComponentAttack(config)
+            else:
+                out[name] = member
         if version != "rand":
             queries = cfg.square_queries * (cfg.plus_query_factor if version == "plus" else 1)
             out["square"] = Square(SquareConfig(**common, queries=queries))

@@ -9,8 +9,8 @@ from torch import Tensor
 
 from attacks.base import project, random_start
 
-#: ``x -> (objective to track or None, gradient of the surrogate loss)``; None means "evaluate the objective".
-GradFn = Callable[[Tensor], tuple[Tensor | None, Tensor]]
+#: ``x -> (per-sample objective, its input gradient)``.
+GradFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 #: ``x -> per-sample objective`` (no gradient).
 EvalFn = Callable[[Tensor], Tensor]
 
@@ -20,26 +20,11 @@ def per_sample(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *[1] * (like.dim() - 1))
 
 
-def lp_norm(x: Tensor, norm: str) -> Tensor:
-    """Per-sample L-inf or L2 norm of a batch."""
-    flat = x.flatten(1)
-    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
-
-
 def steepest_direction(grad: Tensor, norm: str) -> Tensor:
     """The unit-norm ascent direction of a gradient: its sign (L-inf) or its L2 direction (zero stays zero)."""
     if norm == "linf":
         return grad.sign()
     return grad / per_sample(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
-
-
-def clone_generator(generator: torch.Generator | None) -> torch.Generator | None:
-    """An independent generator in the same state (so several attacks can see the same seed)."""
-    if generator is None:
-        return None
-    clone = torch.Generator(device=generator.device)
-    clone.set_state(generator.get_state())
-    return clone
 
 
 class BestIterate:
@@ -74,14 +59,14 @@ def pgd_run(
 ) -> BestIterate:
     """Projected steepest ascent from ``start``; tracks the best objective over all iterates, last one included.
 
-    ``grad_fn`` returns the objective at its input when it is the tracked one (plain PGD reuses the forward of
-    its gradient), so the loop costs one forward+backward per step plus one forward for the last iterate.
+    ``grad_fn`` returns the tracked objective at its input with its gradient (one forward+backward), so the loop
+    costs one forward+backward per step plus one ``eval_fn`` forward for the last iterate.
     """
     best = BestIterate(start)
     x_cur = start.detach()
     for _ in range(steps):
         objective, grad = grad_fn(x_cur)
-        best.update(x_cur, eval_fn(x_cur) if objective is None else objective)
+        best.update(x_cur, objective)
         x_cur = project(x_cur + step_size * steepest_direction(grad, norm), x, eps, norm)
     best.update(x_cur, eval_fn(x_cur))
     return best

@@ -94,10 +94,10 @@ class KNNAttack(APGD):
             smooth = top_mean(soft_min(distances.view(n * p, m), temperature).view(n, p), cfg.top_patches)
             return hard.detach() + smooth - smooth.detach()
 
-        climb = self.surrogate_ascent(detector, sign, surrogate)
+        climb = self.surrogate_ascent(detector, sign, surrogate).climb
 
-        def annealing(xc: Tensor) -> tuple[Tensor, Tensor, None]:
+        def annealing(xc: Tensor) -> tuple[Tensor, Tensor]:
             step[0] += 1  # once per APGD step, however many EOT draws evaluate the surrogate
             return climb(xc)
 
-        return [annealing]
+        return [Ascent(annealing, on_score=False)]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from attacks.base import Attack, AttackConfig, register_attack
-from attacks.common import BestIterate, GradFn, pgd_run, start_point
+from attacks.common import BestIterate, pgd_run, start_point
 
 
 @dataclass
@@ -34,18 +34,9 @@ class PGD(Attack):
         cfg = self.config
         return cfg.step_size if cfg.step_size is not None else cfg.step_scale * cfg.eps / max(cfg.steps, 1)
 
-    def gradient_fn(self, detector: Any, x: Tensor, sign: Tensor) -> GradFn:
-        """What the steps ascend; by default the signed score itself, whose forward doubles as bookkeeping."""
-        return lambda xc: self.objective_and_grad(detector, xc, sign)
-
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
-        return self.ascend(detector, x, sign, generator, self.gradient_fn(detector, x, sign))
-
-    def ascend(
-        self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None, grad_fn: GradFn
-    ) -> BestIterate:
-        """PGD restarts following ``grad_fn``; the best iterate is always judged by the signed detector score, and
-        the clean input competes with it (a random start alone can end less harmful than no attack)."""
+        """PGD restarts on the signed score (each step's forward doubles as bookkeeping); the clean input competes
+        with the iterates (a random start alone can end less harmful than no attack)."""
         cfg = self.config
         best = BestIterate(x)
         if cfg.random_start:
@@ -58,7 +49,7 @@ class PGD(Attack):
                 steps=cfg.steps,
                 step_size=self.step(),
                 start=start_point(x, cfg.eps, cfg.norm, cfg.random_start, generator),
-                grad_fn=grad_fn,
+                grad_fn=lambda xc: self.objective_and_grad(detector, xc, sign),
                 eval_fn=lambda xc: self.evaluate(detector, xc, sign),
             )
             best.merge(run)
