@@ -20,7 +20,7 @@ from torch import Tensor
 
 from bench.config import load_preset, parse_norm
 from bench.errors import UsageError
-from bench.hashing import files_digest, module_closure
+from bench.hashing import class_sources, files_digest
 from bench.registry import Registry
 
 if TYPE_CHECKING:
@@ -247,8 +247,7 @@ class Attack(ABC):
     def code_version(cls) -> str:
         """Hash of every attacks/ source file this attack's numbers depend on: the modules of its class hierarchy
         and, transitively, every attacks module they use (shared helpers, ensemble members)."""
-        modules = {k.__module__ for k in cls.__mro__ if k.__module__.startswith("attacks.")}
-        return files_digest(frozenset().union(*(module_closure(module, "attacks") for module in modules)))
+        return files_digest(class_sources(cls, "attacks"))
 
     @property
     def label(self) -> str:

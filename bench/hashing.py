@@ -18,6 +18,14 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def class_sources(cls: type, package: str) -> frozenset[Path]:
+    """Source files of ``package`` that ``cls`` depends on: the modules of its class hierarchy inside the package
+    and every package module they use (``module_closure``)."""
+    modules = {k.__module__ for k in cls.__mro__ if k.__module__.startswith(f"{package}.")}
+    return frozenset().union(*(module_closure(module, package) for module in modules))
+
+
+@functools.cache
 def module_closure(module: str, package: str) -> frozenset[Path]:
     """Source files of ``module`` and of every module of ``package`` it uses, transitively.
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +13,7 @@ from torch import Tensor, nn
 
 from bench.config import load_preset
 from bench.errors import UsageError
+from bench.hashing import class_sources, files_digest
 from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry
 
@@ -134,26 +132,14 @@ class Detector(nn.Module, ABC):
 
     @classmethod
     def code_version(cls) -> str:
-        """Hash of the source that defines this detector: the modules of its detector base classes too (a
-        subclass inherits their fit) and the shared support modules."""
-        return source_digest(cls.source_files())
+        """Hash of the source this detector's numbers depend on: the modules of its detector class hierarchy (a
+        subclass inherits their fit) and every detectors module they use (nets, augmentations, shared helpers)."""
+        return files_digest(cls.source_files())
 
     @classmethod
     def source_files(cls) -> frozenset[Path]:
-        """Files of this class and of its detector base classes."""
-        return frozenset(Path(inspect.getfile(k)) for k in cls.__mro__ if k.__module__.startswith("detectors."))
-
-
-@functools.cache
-def source_digest(modules: frozenset[Path]) -> str:
-    """Hash of ``modules`` plus the shared detector sources (read once per process)."""
-    digest = hashlib.sha256()
-    here = Path(__file__).parent
-    shared = {here / name for name in ("base.py", "nets.py", "common.py", "augment.py")}
-    for path in sorted(modules | shared):
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+        """detectors/ files of this class, its base classes and the modules they use, found from their imports."""
+        return class_sources(cls, "detectors")
 
 
 def config_from(cls: type[Detector], preset: str | None, overrides: dict[str, Any]) -> Any:
