@@ -210,6 +210,10 @@ class AttackResult:
     supplier: Tensor | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def member_scores(self, clean: Tensor) -> dict[str, Tensor]:
+        """Each member's scores [N] with ``clean`` for the samples the side leaves alone (NaN elsewhere stays)."""
+        return {m.name: torch.where(self.attacked, m.scores, clean.float()) for m in self.members}
+
     def completed_scores(self, detector: Any, clean: Tensor | None = None) -> Tensor:
         """Scores [N] of every adversarial input: the tracked ones, ``clean`` for samples the side leaves alone
         (when given), and one ``score_batched`` of the rest."""

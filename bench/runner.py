@@ -193,8 +193,9 @@ def member_fields(result: AttackResult, clean: np.ndarray, is_anomaly: np.ndarra
     if not result.members:
         return {}
     members = []
+    completed = result.member_scores(torch.as_tensor(clean))
     for index, member in enumerate(result.members):
-        scores = torch.where(result.attacked, member.scores, torch.as_tensor(clean).float())
+        scores = completed[member.name]
         supplied = float((result.supplier == index).float().mean()) if result.supplier is not None else 0.0
         finite = bool(torch.isfinite(scores).all())  # a member that met NaN scores gets no number
         members.append(

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,7 @@ def cell_flags(
     head = subset[:EPS0_SAMPLES]
     if eps0_mismatch(detector, attack, x[head], is_anomaly[head], clean[head], generator):
         flags.append(EPS0_MISMATCH)
-    if not_converged(detector, attack, result, x, is_anomaly, clean, adv, subset, generator):
+    if not_converged(Evaluation(detector, attack, result, x, is_anomaly, clean, adv), subset, generator):
         flags.append(NOT_CONVERGED)
     if gradient_mismatch(detector, x[subset[:GRADIENT_CHECK_SAMPLES]], attack.config.eps, generator):
         flags.append(GRADIENT_MISMATCH)
@@ -147,57 +148,56 @@ def eps0_mismatch(
     return not scores_close(result.completed_scores(detector, clean), clean, clean)
 
 
+def iteration_field(attack: Any) -> str | None:
+    """The config field holding an attack's iteration budget (``steps``, ``apgd_steps`` or ``queries``)."""
+    return next((name for name in ITERATION_FIELDS if hasattr(attack.config, name)), None)
+
+
 def doubled(attack: Attack) -> Attack | None:
-    """The attack with twice its iterations (``steps``, ``apgd_steps`` or ``queries``); None if it has none."""
-    for name in ITERATION_FIELDS:
-        if hasattr(attack.config, name):
-            return variant(attack, **{name: 2 * int(getattr(attack.config, name))})
-    return None
+    """The attack with twice its iterations; None if it has no iteration budget."""
+    name = iteration_field(attack)
+    return variant(attack, **{name: 2 * int(getattr(attack.config, name))}) if name else None
 
 
-def strongest_white_box(
-    detector: Any,
-    attack: Attack,
-    result: AttackResult | None,
-    x: Tensor,
-    is_anomaly: Tensor,
-    clean: Tensor,
-    adv: Tensor,
-) -> tuple[Attack, Tensor] | None:
+@dataclass(frozen=True)
+class Evaluation:
+    """One attacked test set: what the convergence check reruns and compares with."""
+
+    detector: Any
+    attack: Attack
+    result: AttackResult | None
+    x: Tensor
+    is_anomaly: Tensor
+    clean: Tensor
+    adv: Tensor
+
+
+def strongest_white_box(cell: Evaluation) -> tuple[Attack, Tensor] | None:
     """The cell's strongest white-box attack and its robust scores: the attack itself, or for an ensemble its
-    white-box member with the lowest AUROC; None when there is none."""
-    if result is not None and result.members:
-        labels = is_anomaly.numpy().astype(bool)
-        scored = {m.name: torch.where(result.attacked, m.scores, clean) for m in result.members if m.white_box}
-        scored = {name: scores for name, scores in scored.items() if torch.isfinite(scores).all()}
-        if not scored:
-            return None
-        name = min(scored, key=lambda n: auroc(scored[n].numpy(), labels))
-        members, _ = attack.members(detector, x)
-        return members[name], scored[name]
-    return (attack, adv) if attack.white_box else None
+    white-box member with the lowest AUROC (members with non-finite scores left out); None when there is none."""
+    result = cell.result
+    if result is None or not result.members:
+        return (cell.attack, cell.adv) if cell.attack.white_box else None
+    labels = cell.is_anomaly.numpy().astype(bool)
+    white = {m.name for m in result.members if m.white_box}
+    scored = {n: s for n, s in result.member_scores(cell.clean).items() if n in white and torch.isfinite(s).all()}
+    if not scored:
+        return None
+    name = min(scored, key=lambda n: auroc(scored[n].numpy(), labels))
+    members, _ = cell.attack.members(cell.detector, cell.x)
+    return members[name], scored[name]
 
 
-def not_converged(
-    detector: Any,
-    attack: Attack,
-    result: AttackResult | None,
-    x: Tensor,
-    is_anomaly: Tensor,
-    clean: Tensor,
-    adv: Tensor,
-    subset: Tensor,
-    generator: torch.Generator | None,
-) -> bool:
+def not_converged(cell: Evaluation, subset: Tensor, generator: torch.Generator | None) -> bool:
     """Whether twice the iterations of the strongest white-box attack lower its AUROC on ``subset`` by more than
     ``CONVERGENCE_TOLERANCE``."""
-    probe = strongest_white_box(detector, attack, result, x, is_anomaly, clean, adv)
+    probe = strongest_white_box(cell)
     longer = doubled(probe[0]) if probe is not None else None
-    labels = is_anomaly[subset].numpy().astype(bool)
+    labels = cell.is_anomaly[subset].numpy().astype(bool)
     if longer is None or longer.config.eps == 0 or labels.all() or not labels.any():
         return False
-    rerun = longer.run(detector, x[subset], is_anomaly[subset], generator=generator)
-    after = auroc(rerun.completed_scores(detector, clean[subset]).numpy(), labels)
+    rerun = longer.run(cell.detector, cell.x[subset], cell.is_anomaly[subset], generator=generator)
+    after = auroc(rerun.completed_scores(cell.detector, cell.clean[subset]).numpy(), labels)
     return after < auroc(probe[1][subset].numpy(), labels) - CONVERGENCE_TOLERANCE
 
 
@@ -344,8 +344,6 @@ def cell_of(record: dict[str, Any]) -> tuple:
 
 
 def attack_steps(attack: Any) -> int | None:
-    """The iteration budget of an attack (``steps``, ``apgd_steps`` or ``queries``), for records' ``steps`` field."""
-    for field in ITERATION_FIELDS:
-        if hasattr(attack.config, field):
-            return int(getattr(attack.config, field))
-    return None
+    """The iteration budget of an attack, for records' ``steps`` field."""
+    name = iteration_field(attack)
+    return int(getattr(attack.config, name)) if name else None
