@@ -181,14 +181,26 @@ def test_not_converged_when_twice_the_steps_find_more() -> None:
     assert NOT_CONVERGED not in flags_for(det, create_attack("pgd", eps=0.2, steps=2), x, is_anomaly)
 
 
+class WavyScorer(LinearScorer):
+    """sum_i w_i sin(12 x_i): many local optima inside a 0.3 ball, so a short APGD stops early."""
+
+    def score(self, x):
+        return (torch.sin(12 * x.flatten(1)) * self.w).sum(1)
+
+
 def test_not_converged_probes_the_strongest_white_box_member_of_an_ensemble() -> None:
-    x, is_anomaly = toy_data(n=40)
-    det = LinearScorer(torch.randn(16, generator=torch.Generator().manual_seed(4)))
-    attack = create_attack("autoattack", eps=0.2, apgd_steps=4, square_queries=10)
-    result = attack.run(det, x, is_anomaly, generator=torch.Generator().manual_seed(0))
-    clean = det.score_batched(x).numpy()
-    flags = cell_flags(det, attack, x, is_anomaly, clean, result.completed_scores(det).numpy(), result=result)
-    assert NOT_CONVERGED not in flags
+    """A linear score is solved by APGD-4; on a wavy one APGD-1 stops short and APGD-2 (its rerun) finds more."""
+    x, is_anomaly = toy_data(n=64)
+    w = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    for det, steps, expected in ((LinearScorer(w), 4, False), (WavyScorer(w), 1, True)):
+        attack = create_attack("autoattack", eps=0.3, apgd_steps=steps, square_queries=5)
+        result = attack.run(det, x, is_anomaly, generator=torch.Generator().manual_seed(0))
+        clean = det.score_batched(x).numpy()
+        adv = result.completed_scores(det).numpy()
+        flags = cell_flags(
+            det, attack, x, is_anomaly, clean, adv, generator=torch.Generator().manual_seed(1), result=result
+        )
+        assert (NOT_CONVERGED in flags) == expected, type(det).__name__
 
 
 def test_gradient_mismatch_on_shattered_gradients() -> None:
