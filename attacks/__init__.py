@@ -3,9 +3,10 @@
 import importlib
 import pkgutil
 
-from attacks.base import ATTACKS, Attack, AttackConfig, create_attack, list_attacks, register_attack
+from attacks.base import Attack, AttackConfig
+from attacks.registry import ATTACKS, create_attack, list_attacks, register_attack
 
-_SUPPORT_MODULES = {"base", "common"}
+_SUPPORT_MODULES = {"base", "common", "registry"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SUPPORT_MODULES and not _module.name.startswith("_"):

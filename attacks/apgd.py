@@ -20,14 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attacks.base import Attack, AttackConfig, project, register_attack
-from attacks.common import BestIterate, centre_and_spread, per_sample, start_point, steepest_direction
+from attacks.base import Attack, AttackConfig, BestIterate
+from attacks.common import centre_and_spread, per_sample, project, start_point, steepest_direction
+from attacks.registry import register_attack
 from bench.errors import UsageError
 
 LOSSES = ("ce", "margin")
@@ -77,6 +78,7 @@ class APGD(Attack):
     """APGD on the signed score (step-size schedule, momentum, best iterate, restarts)."""
 
     Config = APGDConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)

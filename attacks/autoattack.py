@@ -24,25 +24,17 @@ through ``apgd_steps``, ``targets`` and ``square_queries``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from attacks.apgd import APGD, APGDConfig
-from attacks.base import (
-    Attack,
-    AttackConfig,
-    AttackNotApplicable,
-    AttackResult,
-    MemberResult,
-    check_in_ball,
-    objective_sign,
-    register_attack,
-)
-from attacks.common import BestIterate
+from attacks.base import Attack, AttackConfig, AttackNotApplicable, AttackResult, BestIterate, MemberResult
+from attacks.common import check_in_ball, objective_sign
 from attacks.component import ComponentAttack, ComponentAttackConfig, component_names
 from attacks.feature import FeatureAttack, FeatureAttackConfig
+from attacks.registry import register_attack
 from attacks.square import Square, SquareConfig
 from bench.errors import UsageError
 from bench.hashing import stable_hash
@@ -74,6 +66,7 @@ class AutoAttack(Attack):
     """AutoAttack for scores: APGD, targeted feature APGD, per-component APGD and Square; per-sample worst case."""
 
     Config = AutoAttackConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"apgd_steps": 5, "square_queries": 30, "targets": 2}
     #: Runs several attacks: the sanity ladder judges its members (``AttackResult.members``), not the ensemble.
     ensemble = True
 

@@ -8,100 +8,24 @@ best-objective iterate.
 
 from __future__ import annotations
 
-import dataclasses
-import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from bench.config import load_preset, parse_norm
+from attacks.common import check_in_ball, objective_sign, per_sample
 from bench.errors import UsageError
 from bench.hashing import class_sources, files_digest
-from bench.registry import Registry
-
-if TYPE_CHECKING:
-    from attacks.common import BestIterate
+from bench.threat import parse_norm
 
 SIDES = ("both", "in", "out")
-#: Name suffixes selecting a one-sided variant of any attack: ``pgd-in`` attacks normals only, ``pgd-out`` anomalies.
-SIDE_SUFFIXES = {"-in": "in", "-out": "out"}
-
-
-class OutOfBall(RuntimeError):
-    """An adversarial input left [0, 1] or the eps-ball, or is not finite (a bug in the attack)."""
 
 
 class AttackNotApplicable(UsageError):
     """The attack cannot run on this detector (e.g. it needs a feature bank the detector does not expose)."""
-
-
-def split_side(name: str) -> tuple[str, str]:
-    """``"pgd-in"`` -> ``("pgd", "in")``; a name without a side suffix -> ``(name, "both")``."""
-    for suffix, side in SIDE_SUFFIXES.items():
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], side
-    return name, "both"
-
-
-class AttackRegistry(Registry):
-    """The attack registry: also resolves one-sided names (``<attack>-in`` / ``<attack>-out``) to their attack.
-
-    ``names()`` and ``"all"`` list the registered attacks only (``"all"`` leaves out the cross-check backends, which
-    need optional libraries); suffixed names are accepted wherever a name is.
-    """
-
-    def _base_name(self, name: str) -> str:
-        base, side = split_side(name)
-        return base if side != "both" and base in self._entries and name not in self._entries else name
-
-    def get(self, name: str) -> type[Attack]:
-        """The class of attack ``name`` (a one-sided name gives its two-sided attack's class)."""
-        return super().get(self._base_name(name))
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and super().__contains__(self._base_name(name))
-
-    def expand(self, spec: str | list[str]) -> list[str]:
-        """As Registry.expand, also accepting one-sided names; a glob matching no attack may match them (``*-in``)."""
-        parts = spec if isinstance(spec, list) else [p.strip() for p in spec.split(",")]
-        variants = [f"{n}{suffix}" for n in self.names() for suffix in SIDE_SUFFIXES]
-        out: list[str] = []
-        for part in filter(None, parts):
-            if part == "all":
-                matches = [n for n in self.names() if not getattr(self._entries[n], "cross_check", False)]
-            elif part in self:
-                matches = [part]
-            elif any(ch in part for ch in "*?[") and not fnmatch.filter(self.names(), part):
-                matches = fnmatch.filter(variants, part)
-                if not matches:
-                    raise UsageError(f"no attack matches {part!r}; choose from: {', '.join(self.names())}")
-            else:
-                matches = super().expand([part])
-            out.extend(m for m in matches if m not in out)
-        if not out:
-            raise UsageError(f"no attack given; choose from: {', '.join(self.names())}")
-        return out
-
-    def describe(self) -> dict[str, str]:
-        """Name -> one-line description, noting the one-sided variants compactly."""
-        return {name: f"{text} [also {name}-in, {name}-out]" for name, text in super().describe().items()}
-
-
-ATTACKS: AttackRegistry = AttackRegistry("attack")
-
-
-def register_attack(name: str, description: str | None = None):
-    """Class decorator: register an Attack subclass under ``name`` and set its ``name`` attribute."""
-
-    def decorator(cls: type[Attack]) -> type[Attack]:
-        cls.name = name
-        return ATTACKS.register(name, description)(cls)
-
-    return decorator
 
 
 @dataclass
@@ -123,66 +47,26 @@ class PassCounter:
     backward: int = 0
 
 
-def objective_sign(is_anomaly: Tensor, side: str = "both") -> Tensor:
-    """+1 for attacked normals, -1 for attacked anomalies, 0 for samples the side leaves alone."""
-    sign = torch.where(is_anomaly.bool(), -1.0, 1.0)
-    if side == "in":
-        sign = torch.where(is_anomaly.bool(), 0.0, sign)
-    elif side == "out":
-        sign = torch.where(is_anomaly.bool(), sign, 0.0)
-    return sign
-
-
-def project(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
-    """Project ``x_adv`` onto the eps-ball around ``x`` (L-inf or L2) intersected with [0, 1]."""
-    delta = x_adv - x
-    if norm == "linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-        delta = delta * (eps / norms).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
-    return (x + delta).clamp(0.0, 1.0)
-
-
-def rand(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """Uniform [0, 1) draws from ``generator`` (on the generator's device), moved to ``device``."""
-    source = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
-
-
-def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """Standard normal draws from ``generator`` (on the generator's device), moved to ``device``."""
-    source = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=source).to(device)
-
-
-def random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator | None) -> Tensor:
-    """A uniform draw from the eps-ball around ``x`` (clipped to [0, 1])."""
-    if norm == "linf":
-        noise = (rand(x.shape, generator, x.device) * 2 - 1) * eps
-    else:
-        direction = randn(x.shape, generator, x.device)
-        direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-        radius = rand((x.shape[0],), generator, x.device) ** (1.0 / x[0].numel())
-        noise = direction * (eps * radius).view(-1, *[1] * (x.dim() - 1))
-    return (x + noise).clamp(0.0, 1.0)
-
-
-def check_in_ball(x_adv: Tensor, x: Tensor, eps: float, norm: str, tol: float = 1e-5) -> None:
-    """Raise if any adversarial input leaves [0, 1] or the eps-ball (a hard error, never a flag)."""
-    if x_adv.numel() == 0:
-        return
-    if not torch.isfinite(x_adv).all():
-        raise OutOfBall("attack produced non-finite inputs")
-    if x_adv.min() < -tol or x_adv.max() > 1 + tol:
-        raise OutOfBall(f"attack left [0, 1]: range [{x_adv.min():.4g}, {x_adv.max():.4g}]")
-    delta = (x_adv - x).flatten(1)
-    dist = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
-    if dist.numel() and dist.max() > eps + tol:
-        raise OutOfBall(f"attack left the {norm} ball: distance {dist.max():.6g} > eps {eps:.6g}")
-
-
 ScoreFn = Callable[[Tensor], Tensor]
+
+
+class BestIterate:
+    """Per-sample best objective and the input that reached it (the answer of a score attack)."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x.detach().clone()
+        self.objective = torch.full((x.shape[0],), -torch.inf, device=x.device)
+
+    def update(self, x: Tensor, objective: Tensor) -> Tensor:
+        """Keep ``x`` where ``objective`` beats the best so far; returns the mask of improved samples."""
+        improved = objective > self.objective
+        self.objective = torch.where(improved, objective, self.objective)
+        self.x = torch.where(per_sample(improved, self.x), x.detach(), self.x)
+        return improved
+
+    def merge(self, other: BestIterate) -> None:
+        """Keep, per sample, the better of this and ``other`` (restarts, ensemble members)."""
+        self.update(other.x, other.objective)
 
 
 @dataclass
@@ -237,8 +121,16 @@ class Attack(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = AttackConfig
+    #: Traits (declared, like scikit-learn's estimator tags), read by the registry and the sanity ladder.
     #: True for attacks that need input gradients of the score.
     white_box: ClassVar[bool] = True
+    #: True for ensembles (AutoAttack) whose result carries per-member scores.
+    ensemble: ClassVar[bool] = False
+    #: True for wrappers of reference libraries (``attacks.xcheck``): run by name, left out of ``all``.
+    cross_check: ClassVar[bool] = False
+    #: Config overrides (budget aside) that make the attack take seconds in the shared conformance suite
+    #: (tests/unit/test_attack_conformance.py), declared beside its code.
+    tiny_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -349,37 +241,3 @@ class Attack(ABC):
             total_obj = total_obj + obj.detach().float()
             total_grad = total_grad + grad
         return total_obj / draws, total_grad / draws
-
-
-def config_from(cls: type[Attack], preset: str | None, overrides: dict[str, Any]) -> Any:
-    """Build ``cls.Config`` from the preset's ``[attacks.<name>]`` section and explicit overrides."""
-    values: dict[str, Any] = {}
-    if preset is not None:
-        values.update(load_preset(preset).get("attacks", {}).get(cls.name, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UsageError(f"{cls.name} has no option {', '.join(unknown)}; options: {', '.join(sorted(known))}")
-    return cls.Config(**values)
-
-
-def create_attack(
-    name: str, eps: float | None = None, norm: str | None = None, preset: str | None = None, **overrides: Any
-) -> Attack:
-    """Instantiate a registered attack with its budget, e.g. ``create_attack("apgd", eps=4/255, steps=100)``.
-
-    A one-sided name (``"pgd-in"``, ``"pgd-out"``) sets ``side``; the preset section of the base attack applies.
-    """
-    cls = ATTACKS.get(name)
-    base, side = split_side(name)
-    if side != "both" and base == cls.name:
-        if overrides.get("side", side) != side:
-            raise UsageError(f"attack {name!r} already fixes side={side!r}; got side={overrides['side']!r}")
-        overrides["side"] = side
-    return cls(config_from(cls, preset, {"eps": eps, "norm": norm, **overrides}))
-
-
-def list_attacks() -> dict[str, str]:
-    """Registered attack names with one-line descriptions (each also runs one-sided as ``<name>-in`` / ``-out``)."""
-    return ATTACKS.describe()

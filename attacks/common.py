@@ -1,4 +1,5 @@
-"""Building blocks shared by the attacks: steepest-ascent steps, best-iterate bookkeeping, the PGD loop."""
+"""Geometry shared by the attacks: the signed objective, eps-ball projection and checks, seeded draws, steepest
+ascent directions, score scales and feature distances. Imports nothing else from attacks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,69 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from attacks.base import project, random_start
+
+class OutOfBall(RuntimeError):
+    """An adversarial input left [0, 1] or the eps-ball, or is not finite (a bug in the attack)."""
+
+
+def objective_sign(is_anomaly: Tensor, side: str = "both") -> Tensor:
+    """+1 for attacked normals, -1 for attacked anomalies, 0 for samples the side leaves alone."""
+    sign = torch.where(is_anomaly.bool(), -1.0, 1.0)
+    if side == "in":
+        sign = torch.where(is_anomaly.bool(), 0.0, sign)
+    elif side == "out":
+        sign = torch.where(is_anomaly.bool(), sign, 0.0)
+    return sign
+
+
+def project(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
+    """Project ``x_adv`` onto the eps-ball around ``x`` (L-inf or L2) intersected with [0, 1]."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+        delta = delta * (eps / norms).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def rand(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Uniform [0, 1) draws from ``generator`` (on the generator's device), moved to ``device``."""
+    source = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
+
+
+def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Standard normal draws from ``generator`` (on the generator's device), moved to ``device``."""
+    source = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=source).to(device)
+
+
+def random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator | None) -> Tensor:
+    """A uniform draw from the eps-ball around ``x`` (clipped to [0, 1])."""
+    if norm == "linf":
+        noise = (rand(x.shape, generator, x.device) * 2 - 1) * eps
+    else:
+        direction = randn(x.shape, generator, x.device)
+        direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+        radius = rand((x.shape[0],), generator, x.device) ** (1.0 / x[0].numel())
+        noise = direction * (eps * radius).view(-1, *[1] * (x.dim() - 1))
+    return (x + noise).clamp(0.0, 1.0)
+
+
+def check_in_ball(x_adv: Tensor, x: Tensor, eps: float, norm: str, tol: float = 1e-5) -> None:
+    """Raise if any adversarial input leaves [0, 1] or the eps-ball (a hard error, never a flag)."""
+    if x_adv.numel() == 0:
+        return
+    if not torch.isfinite(x_adv).all():
+        raise OutOfBall("attack produced non-finite inputs")
+    if x_adv.min() < -tol or x_adv.max() > 1 + tol:
+        raise OutOfBall(f"attack left [0, 1]: range [{x_adv.min():.4g}, {x_adv.max():.4g}]")
+    delta = (x_adv - x).flatten(1)
+    dist = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
+    if dist.numel() and dist.max() > eps + tol:
+        raise OutOfBall(f"attack left the {norm} ball: distance {dist.max():.6g} > eps {eps:.6g}")
+
 
 #: ``x -> (per-sample objective, its input gradient)``.
 GradFn = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -25,51 +88,6 @@ def steepest_direction(grad: Tensor, norm: str) -> Tensor:
     if norm == "linf":
         return grad.sign()
     return grad / per_sample(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
-
-
-class BestIterate:
-    """Per-sample best objective and the input that reached it (the answer of a score attack)."""
-
-    def __init__(self, x: Tensor) -> None:
-        self.x = x.detach().clone()
-        self.objective = torch.full((x.shape[0],), -torch.inf, device=x.device)
-
-    def update(self, x: Tensor, objective: Tensor) -> Tensor:
-        """Keep ``x`` where ``objective`` beats the best so far; returns the mask of improved samples."""
-        improved = objective > self.objective
-        self.objective = torch.where(improved, objective, self.objective)
-        self.x = torch.where(per_sample(improved, self.x), x.detach(), self.x)
-        return improved
-
-    def merge(self, other: BestIterate) -> None:
-        """Keep, per sample, the better of this and ``other`` (restarts, ensemble members)."""
-        self.update(other.x, other.objective)
-
-
-def pgd_run(
-    x: Tensor,
-    *,
-    eps: float,
-    norm: str,
-    steps: int,
-    step_size: float,
-    start: Tensor,
-    grad_fn: GradFn,
-    eval_fn: EvalFn,
-) -> BestIterate:
-    """Projected steepest ascent from ``start``; tracks the best objective over all iterates, last one included.
-
-    ``grad_fn`` returns the tracked objective at its input with its gradient (one forward+backward), so the loop
-    costs one forward+backward per step plus one ``eval_fn`` forward for the last iterate.
-    """
-    best = BestIterate(start)
-    x_cur = start.detach()
-    for _ in range(steps):
-        objective, grad = grad_fn(x_cur)
-        best.update(x_cur, objective)
-        x_cur = project(x_cur + step_size * steepest_direction(grad, norm), x, eps, norm)
-    best.update(x_cur, eval_fn(x_cur))
-    return best
 
 
 def start_point(x: Tensor, eps: float, norm: str, randomise: bool, generator: torch.Generator | None) -> Tensor:

@@ -9,13 +9,14 @@ of these runs. A term that the full score hides (a saturated or gradient-masked 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from attacks.apgd import APGD, APGDConfig, Ascent
-from attacks.base import AttackNotApplicable, register_attack
+from attacks.base import AttackNotApplicable
+from attacks.registry import register_attack
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ComponentAttack(APGD):
     """APGD on each score component separately, best full-score iterate per sample."""
 
     Config = ComponentAttackConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
 
     def check_applicable(self, detector: Any) -> None:
         if not callable(getattr(detector, "score_components", None)):

@@ -11,14 +11,15 @@ signed detector score, so a step costs one feature forward+backward plus one sco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from attacks.apgd import APGD, APGDConfig, Ascent
-from attacks.base import AttackNotApplicable, register_attack
+from attacks.base import AttackNotApplicable
 from attacks.common import METRICS, feature_distances, paired_distance
+from attacks.registry import register_attack
 from bench.errors import UsageError
 
 
@@ -72,6 +73,7 @@ class FeatureAttack(APGD):
     """Targeted feature-space APGD: anomalies toward, normals away from their nearest training features."""
 
     Config = FeatureAttackConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attacks.base import register_attack
 from attacks.pgd import PGD, PGDConfig
+from attacks.registry import register_attack
 
 
 @dataclass

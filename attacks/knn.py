@@ -12,15 +12,15 @@ distance of the ``top_patches`` farthest patches. Every iterate is judged by the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from attacks.apgd import APGD, APGDConfig, Ascent
-from attacks.base import register_attack
 from attacks.common import METRICS, feature_distances
 from attacks.feature import detector_features, feature_bank, top_mean
+from attacks.registry import register_attack
 from bench.errors import UsageError
 
 
@@ -56,6 +56,7 @@ class KNNAttack(APGD):
     """Memory-bank APGD: annealed soft-min surrogate over the feature bank, BPDA for the hard nearest neighbours."""
 
     Config = KNNAttackConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)

@@ -8,8 +8,35 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attacks.base import Attack, AttackConfig, register_attack
-from attacks.common import BestIterate, pgd_run, start_point
+from attacks.base import Attack, AttackConfig, BestIterate
+from attacks.common import EvalFn, GradFn, project, start_point, steepest_direction
+from attacks.registry import register_attack
+
+
+def pgd_run(
+    x: Tensor,
+    *,
+    eps: float,
+    norm: str,
+    steps: int,
+    step_size: float,
+    start: Tensor,
+    grad_fn: GradFn,
+    eval_fn: EvalFn,
+) -> BestIterate:
+    """Projected steepest ascent from ``start``; tracks the best objective over all iterates, last one included.
+
+    ``grad_fn`` returns the tracked objective at its input with its gradient (one forward+backward), so the loop
+    costs one forward+backward per step plus one ``eval_fn`` forward for the last iterate.
+    """
+    best = BestIterate(start)
+    x_cur = start.detach()
+    for _ in range(steps):
+        objective, grad = grad_fn(x_cur)
+        best.update(x_cur, objective)
+        x_cur = project(x_cur + step_size * steepest_direction(grad, norm), x, eps, norm)
+    best.update(x_cur, eval_fn(x_cur))
+    return best
 
 
 @dataclass

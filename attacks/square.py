@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from attacks.base import Attack, AttackConfig, rand, register_attack
-from attacks.common import BestIterate, per_sample
+from attacks.base import Attack, AttackConfig, BestIterate
+from attacks.common import per_sample, rand
+from attacks.registry import register_attack
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # halving points of p for a 10000-query budget
 
@@ -85,6 +86,7 @@ class Square(Attack):
     """Square Attack (score-based random search), L-inf and L2, improving every sample for all queries."""
 
     Config = SquareConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"queries": 30}
     white_box = False
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:

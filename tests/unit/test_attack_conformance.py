@@ -1,4 +1,7 @@
-"""Registry-driven conformance: every registered attack (one-sided variants included) honours the contract."""
+"""Registry-driven conformance: every registered attack (one-sided variants included) honours the contract.
+
+Each attack runs with the small budget it declares (``Attack.tiny_config``; none = its defaults).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +13,8 @@ from test_attack_toys import FeatureBankScorer, single_thread, toy_data  # noqa:
 from torch import nn
 
 from attacks import ATTACKS, create_attack
-from attacks.base import objective_sign
+from attacks.common import objective_sign
 
-#: Small budgets so the whole registry runs in seconds; attacks not listed run with their defaults.
-FAST = {
-    "apgd": {"steps": 10},
-    "square": {"queries": 30},
-    "autoattack": {"apgd_steps": 5, "square_queries": 30, "targets": 2},
-    "feature": {"steps": 10},
-    "knn": {"steps": 10},
-    "component": {"steps": 10},
-    "ta-apgd": {"steps": 10},
-    "aa-apgd": {"steps": 10},
-    "aa-square": {"queries": 30},
-}
 LIBRARIES = {"ta-": ("torchattacks",), "aa-": ("autoattack", "pyautoattack")}
 
 
@@ -61,7 +52,7 @@ def test_attack_contract(name, norm, setup) -> None:
     eps = 0.05 if norm == "linf" else 0.3
     outputs = []
     for _ in range(2):
-        attack = create_attack(name, eps=eps, norm=norm, batch_size=5, **FAST.get(name, {}))
+        attack = create_attack(name, eps=eps, norm=norm, batch_size=5, **ATTACKS.get(name).tiny_config)
         outputs.append(attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(1)))
     x_adv = outputs[0]
     assert torch.equal(outputs[0], outputs[1]), "same seed must give the same output"
@@ -71,7 +62,7 @@ def test_attack_contract(name, norm, setup) -> None:
     sign = objective_sign(is_anomaly)
     assert (sign * (det.score(x_adv) - det.score(x))).sum() > 0, "the attack must move scores the wrong way"
     assert attack.passes.forward > 0
-    zero = create_attack(name, eps=0.0, norm=norm, **FAST.get(name, {}))
+    zero = create_attack(name, eps=0.0, norm=norm, **ATTACKS.get(name).tiny_config)
     assert torch.equal(zero.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(1)), x)
 
 
@@ -81,7 +72,7 @@ def test_one_sided_variants_touch_one_group(name, setup) -> None:
         pytest.skip(f"{name} needs the xcheck extra")
     det, x, is_anomaly = setup
     for side, untouched in (("in", is_anomaly), ("out", ~is_anomaly)):
-        attack = create_attack(f"{name}-{side}", eps=0.05, **FAST.get(name, {}))
+        attack = create_attack(f"{name}-{side}", eps=0.05, **ATTACKS.get(name).tiny_config)
         assert attack.config.side == side and attack.label == f"{name}-{side}"
         x_adv = attack.perturb(det, x, is_anomaly, generator=torch.Generator().manual_seed(1))
         assert torch.equal(x_adv[untouched], x[untouched])
@@ -92,7 +83,7 @@ def test_tracked_robust_scores_are_the_scores_of_the_returned_inputs(name, setup
     if not available(name):
         pytest.skip(f"{name} needs the xcheck extra")
     det, x, is_anomaly = setup
-    attack = create_attack(name, eps=0.05, batch_size=5, **FAST.get(name, {}))
+    attack = create_attack(name, eps=0.05, batch_size=5, **ATTACKS.get(name).tiny_config)
     result = attack.run(det, x, is_anomaly, generator=torch.Generator().manual_seed(1))
     tracked = ~torch.isnan(result.scores)
     if not getattr(ATTACKS.get(name), "cross_check", False):

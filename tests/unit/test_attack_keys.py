@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 #: For each attack: the files its key must follow, and one attacks/ file it does not use.
 DEPENDS = {
     "autoattack": (
-        ["autoattack.py", "apgd.py", "feature.py", "component.py", "square.py", "base.py", "common.py"],
+        ["autoattack.py", "apgd.py", "feature.py", "component.py", "square.py", "base.py", "common.py", "registry.py"],
         "knn.py",
     ),
-    "fgsm": (["fgsm.py", "pgd.py", "base.py", "common.py"], "apgd.py"),
-    "knn": (["knn.py", "feature.py", "apgd.py", "base.py", "common.py"], "square.py"),
+    "fgsm": (["fgsm.py", "pgd.py", "base.py", "common.py", "registry.py"], "apgd.py"),
+    "knn": (["knn.py", "feature.py", "apgd.py", "base.py", "common.py", "registry.py"], "square.py"),
 }
 
 SCRIPT = """
@@ -33,7 +33,7 @@ def key(attack):
     cfg = config_from_preset("smoke")
     cfg.datasets, cfg.classes, cfg.detectors, cfg.attacks = ["digits"], {"digits": [0]}, ["deepsvdd"], [attack]
     files_digest.cache_clear()
-    return build_grid(cfg)[0].evals[0].key()
+    return build_grid(cfg)[0].evals[0].key
 
 out = {}
 for attack, files in json.loads(sys.argv[1]).items():

@@ -19,7 +19,8 @@ from test_attack_toys import (  # noqa: F401 - single_thread is an autouse fixtu
 )
 
 from attacks import create_attack, list_attacks
-from attacks.base import ATTACKS, objective_sign
+from attacks.common import objective_sign
+from attacks.registry import ATTACKS
 from bench.errors import UsageError
 
 WHITE_BOX = ["fgsm", "pgd", "apgd", "apgd-margin", "autoattack"]

@@ -17,7 +17,8 @@ from test_attack_toys import (  # noqa: F401 - single_thread is an autouse fixtu
 )
 
 from attacks import create_attack
-from attacks.base import AttackNotApplicable, objective_sign
+from attacks.base import AttackNotApplicable
+from attacks.common import objective_sign
 from attacks.knn import annealed, knn_distance, soft_min
 
 

@@ -1,17 +1,18 @@
 """Cross-check backend: the reference Square Attack (``autoattack``, else ``pyautoattack``), run per sample for all
-queries through ``attack_single_run`` on a wrapper whose margin never reaches 0 (see attacks/_xcheck.py)."""
+queries through ``attack_single_run`` on a wrapper whose margin never reaches 0 (see attacks/xcheck/common.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from attacks._xcheck import SQUARE_OFFSET, TwoLogitModel, autoattack_module, class_zero, library_rng
-from attacks.base import Attack, AttackConfig, register_attack
-from attacks.ta_apgd import NORMS
+from attacks.base import Attack, AttackConfig
+from attacks.registry import register_attack
+from attacks.xcheck.common import SQUARE_OFFSET, TwoLogitModel, autoattack_module, class_zero, library_rng
+from attacks.xcheck.ta_apgd import NORMS
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AutoAttackSquare(Attack):
     """Reference Square Attack, margin loss with a label offset (cross-check; needs the xcheck extra)."""
 
     Config = LibrarySquareConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"queries": 30}
     #: Left out of `--attacks all`: needs the optional xcheck libraries.
     cross_check = True
     white_box = False

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attacks._xcheck import TwoLogitModel, class_zero, import_library, library_rng
-from attacks.base import Attack, AttackConfig, register_attack
+from attacks.base import Attack, AttackConfig
+from attacks.registry import register_attack
+from attacks.xcheck.common import TwoLogitModel, class_zero, import_library, library_rng
 
 
 @dataclass

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from attacks._xcheck import TwoLogitModel, autoattack_module, class_zero, library_rng
-from attacks.base import Attack, register_attack
-from attacks.ta_apgd import NORMS, LibraryAPGDConfig
+from attacks.base import Attack
+from attacks.registry import register_attack
+from attacks.xcheck.common import TwoLogitModel, autoattack_module, class_zero, library_rng
+from attacks.xcheck.ta_apgd import NORMS, LibraryAPGDConfig
 
 
 @register_attack("aa-apgd")
@@ -17,6 +18,7 @@ class AutoAttackAPGD(Attack):
     """Reference APGD-ce, perturb(best_loss=True) (cross-check; needs the xcheck extra)."""
 
     Config = LibraryAPGDConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
     #: Left out of `--attacks all`: needs the optional xcheck libraries.
     cross_check = True
 

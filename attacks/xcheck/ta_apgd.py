@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from attacks._xcheck import TwoLogitModel, class_zero, import_library, library_rng
-from attacks.base import Attack, AttackConfig, register_attack
+from attacks.base import Attack, AttackConfig
+from attacks.registry import register_attack
+from attacks.xcheck.common import TwoLogitModel, class_zero, import_library, library_rng
 
 NORMS = {"linf": "Linf", "l2": "L2"}
 
@@ -28,6 +29,7 @@ class TorchattacksAPGD(Attack):
     """torchattacks APGD-ce, perturb(best_loss=True) (cross-check; needs the xcheck extra)."""
 
     Config = LibraryAPGDConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
     #: Left out of `--attacks all`: needs the optional xcheck libraries.
     cross_check = True
 
