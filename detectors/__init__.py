@@ -5,7 +5,7 @@ import pkgutil
 
 from detectors.base import DETECTORS, Detector, DetectorConfig, create_detector, list_detectors, register_detector
 
-_SUPPORT_MODULES = {"base", "nets", "common", "augment"}
+_SUPPORT_MODULES = {"base", "nets", "common", "augment", "contrastive", "adversarial"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SUPPORT_MODULES and not _module.name.startswith("_"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -67,6 +68,7 @@ class Autoencoder(ConvAutoencoderMixin, Detector):
     """Convolutional autoencoder (e.g. Ruff et al. 2018's baseline): score = mean squared reconstruction error."""
 
     Config = AEConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 20, "widths": (8, 16), "rep_dim": 16}
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         self.build_autoencoder(input_shape)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -32,6 +33,7 @@ class APAE(Autoencoder):
     """
 
     Config = APAEConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 20, "widths": (8, 16), "rep_dim": 16, "projection_steps": 3}
 
     def features(self, x: Tensor) -> Tensor:
         return self.project(x)

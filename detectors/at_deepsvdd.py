@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from attacks.base import project, random_start
+from attacks.common import project, random_start
 from detectors.base import register_detector
 from detectors.deepsvdd import DeepSVDD, DeepSVDDConfig
 
@@ -42,6 +43,7 @@ class ATDeepSVDD(DeepSVDD):
     """
 
     Config = ATDeepSVDDConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 6, "widths": (8, 16), "rep_dim": 16, "pgd_steps": 2}
 
     def pgd(self, x: Tensor, sign: float, generator: torch.Generator) -> Tensor:
         """L-inf PGD maximising ``sign * score`` around ``x`` (eval mode; returns detached images)."""

@@ -1,4 +1,4 @@
-"""Augmentations, distribution shifts, contrastive losses and inner PGD shared by CSI and COBRA.
+"""Augmentations and distribution shifts (pseudo-anomalies) of the views CSI and COBRA train and score on.
 
 Every random quantity is drawn up front into a small parameter object from an explicit ``torch.Generator``;
 applying the parameters is a plain, differentiable torch function of the images. A parameter object holds
@@ -435,68 +435,3 @@ def shifted_views(
         params.simclr.flip = flip
         views.append(augment_view(x, shift, k, params, crop=crop))
     return torch.cat(views)
-
-
-# ------------------------------------------------------------------------------------------------- losses
-def nt_xent(z: Tensor, chunks: int, temperature: float = 0.5) -> Tensor:
-    """Multi-positive NT-Xent of the released ``training/contrastive_loss.py`` (z L2-normalised rows).
-
-    ``z`` stacks ``chunks`` blocks of B rows; row i of every block is a positive of row i of every other block;
-    every other off-diagonal entry is a negative. The sum over the chunks*(chunks-1) positive pairs is divided
-    by chunks*B.
-    """
-    total = z.shape[0]
-    b = total // chunks
-    eye = torch.eye(total, device=z.device, dtype=z.dtype)
-    sim = torch.exp(z @ z.t() / temperature) * (1 - eye)
-    loss = -torch.log(sim / (sim.sum(1, keepdim=True) + 1e-8) + 1e-8)
-    blocks = loss.view(chunks, b, chunks, b).diagonal(dim1=1, dim2=3)  # [chunks, chunks, b]
-    off_diagonal = 1 - torch.eye(chunks, device=z.device, dtype=z.dtype)
-    return (blocks * off_diagonal[:, :, None]).sum() / total
-
-
-def pairwise_nt_xent(z: Tensor, temperature: float = 0.5) -> Tensor:
-    """NT-Xent of ``adv_training/loss.py`` used by the inner attacks: [x; target] rows, columns detached."""
-    z = z / (z.norm(dim=1, keepdim=True) + 1e-8)
-    return nt_xent_columns_detached(z, temperature)
-
-
-def nt_xent_columns_detached(z: Tensor, temperature: float) -> Tensor:
-    """Two-chunk NT-Xent with the similarity's right operand detached (as the released attack loss)."""
-    total = z.shape[0]
-    n = total // 2
-    sim = torch.exp(z @ z.detach().t() / temperature) * (1 - torch.eye(total, device=z.device, dtype=z.dtype))
-    loss = -torch.log(sim / (sim.sum(1, keepdim=True) + 1e-8) + 1e-8)
-    return (loss[:n, n:].diagonal().sum() + loss[n:, :n].diagonal().sum()) / total
-
-
-def sattolo_permutation(k: int, generator: torch.Generator) -> list[int]:
-    """A random cyclic permutation of range(k) (a derangement), drawn like the released ATNT chunk shuffle."""
-    order = list(range(k))
-    for i in range(k - 1):
-        pick = int(torch.randint(i + 1, k, (1,), generator=generator))
-        order[i], order[pick] = order[pick], order[i]
-    return order
-
-
-# ------------------------------------------------------------------------------------------------ attacks
-def pgd_linf(
-    loss_fn: Callable[[Tensor], Tensor],
-    x: Tensor,
-    *,
-    eps: float,
-    steps: int,
-    step_size: float,
-    generator: torch.Generator,
-    maximise: bool = True,
-) -> Tensor:
-    """L-inf PGD with a uniform random start (released ``RepresentationAdv``); returns the last iterate."""
-    noise = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device, x.dtype) * eps
-    x_adv = (x.detach() + noise).clamp(0, 1)
-    sign = 1.0 if maximise else -1.0
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(loss_fn(x_adv), x_adv)
-        x_adv = x_adv.detach() + sign * step_size * grad.sign()
-        x_adv = torch.minimum(torch.maximum(x_adv.clamp(0, 1), x - eps), x + eps)
-    return x_adv.detach()

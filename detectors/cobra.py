@@ -21,16 +21,17 @@ preset) deviate from the paper on purpose and say so. Optimiser, lr schedule and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.config import KIND_EPS, kind_eps
-from detectors.augment import nt_xent, pairwise_nt_xent, pgd_linf, sattolo_permutation
+from bench.threat import KIND_EPS, kind_eps
+from detectors.adversarial import pgd_linf
 from detectors.base import register_detector
-from detectors.csi import CSIConfig, ShiftedContrastiveDetector
+from detectors.contrastive import nt_xent, pairwise_nt_xent, sattolo_permutation
+from detectors.csi import CSI_TINY, CSIConfig, ShiftedContrastiveDetector
 
 LOW_RES_EPS = KIND_EPS[True]
 HIGH_RES_EPS = KIND_EPS[False]
@@ -42,7 +43,7 @@ class COBRAConfig(CSIConfig):
 
     Attributes:
         train_eps: L-inf budget of the inner attacks; ``"auto"`` = the paper's budget for the dataset's kind
-            (4/255 on low-res sets, 2/255 on high-res/industrial ones: ``bench.config.KIND_EPS``).
+            (4/255 on low-res sets, 2/255 on high-res/industrial ones: ``bench.threat.KIND_EPS``).
         attack_steps: PGD steps of each inner attack (10 released).
         attack_step_factor: step size = factor * eps / steps (2.5 released).
     """
@@ -58,6 +59,7 @@ class COBRA(ShiftedContrastiveDetector):
     """COBRA: adversarial shifted contrastive training with opposite pairs (ATNT, ATPT, RTP), ensemble score."""
 
     Config = COBRAConfig
+    tiny_config: ClassVar[dict[str, Any]] = {**CSI_TINY, "attack_steps": 1}
     adversarial: ClassVar[bool] = True
     opposite_pairs: ClassVar[bool] = True
 
@@ -133,6 +135,7 @@ class COBRANoAdversarial(COBRA):
     """COBRA ablation without adversarial training (CSI's loss with COBRA's pseudo-anomalies)."""
 
     adversarial = False
+    tiny_config: ClassVar[dict[str, Any]] = CSI_TINY
 
 
 @register_detector("cobra-noopp")
@@ -140,3 +143,4 @@ class COBRANoOpposite(COBRA):
     """COBRA ablation: adversarial contrastive training (ATPT, RTP) without opposite pairs (no ATNT)."""
 
     opposite_pairs = False
+    tiny_config: ClassVar[dict[str, Any]] = {**CSI_TINY, "attack_steps": 1}

@@ -35,6 +35,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +49,12 @@ from detectors.augment import (
     ViewParams,
     augment_view,
     draw_view,
-    nt_xent,
     resolve_shift,
     shifted_views,
 )
 from detectors.base import Detector, DetectorConfig, register_detector
 from detectors.common import setup_seeded
+from detectors.contrastive import nt_xent
 from detectors.nets import ResNet18
 
 #: Cap of the derived budget. The activation estimate is about 2x conservative (a 2 GB budget peaks at 1.07 GB on a
@@ -65,6 +66,19 @@ AUTOGRAD_FACTOR = 2  # saved activations per module output during a backward pas
 WARMUP_MULTIPLIER = 10.0
 #: Training images per epoch of an industrial set with ``train_per_epoch = "auto"`` (released: MVTec 10,000).
 INDUSTRIAL_TRAIN_PER_EPOCH = 10_000
+#: The tiny settings of CSI and the COBRA variants (``Detector.tiny_config``).
+CSI_TINY: dict[str, Any] = {
+    "epochs": 5,
+    "max_train": 64,
+    "batch_size": 32,
+    # 10 LARS steps (trust 0.001) barely move the weights: plain SGD, lr_init 0.02 peaking at 0.2 after warm-up
+    "optimizer": "sgd",
+    "lr": 0.02,
+    "warmup_epochs": 1,
+    "width": 8,
+    "blocks": [1, 1, 1, 1],
+    "score_samples": 2,
+}
 
 
 @dataclass
@@ -490,3 +504,5 @@ class ShiftedContrastiveDetector(Detector):
 @register_detector("csi")
 class CSI(ShiftedContrastiveDetector):
     """CSI: shifted-instance contrastive learning (rotations) with the ensemble score; no adversarial training."""
+
+    tiny_config: ClassVar[dict[str, Any]] = CSI_TINY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -44,6 +45,7 @@ class DeepSVDD(Detector):
     """
 
     Config = DeepSVDDConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 10, "widths": (8, 16), "rep_dim": 16}
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         channels, size, _ = input_shape

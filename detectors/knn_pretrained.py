@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -31,6 +32,7 @@ class KNNPretrained(Detector):
     """
 
     Config = KNNPretrainedConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"backbone_size": 32}
 
     def check_requirements(self) -> None:
         check_backbone_available(self.config)

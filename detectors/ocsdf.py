@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +107,7 @@ class OCSDF(Detector):
     """
 
     Config = OCSDFConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "depth": 2}
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         channels, height, width = input_shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,7 @@ class PatchCore(Detector):
     """
 
     Config = PatchCoreConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"backbone_size": 32, "coreset_ratio": 0.5}
 
     def check_requirements(self) -> None:
         check_backbone_available(self.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -43,6 +44,7 @@ class PrincipaLS(ConvAutoencoderMixin, Detector):
     """
 
     Config = PrincipaLSConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 10, "widths": (8, 16), "rep_dim": 16}
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         self.build_autoencoder(input_shape)

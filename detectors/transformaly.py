@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -135,6 +136,16 @@ class Transformaly(Detector):
     """
 
     Config = TransformalyConfig
+    tiny_config: ClassVar[dict[str, Any]] = {
+        "image_size": 32,
+        "patch_size": 8,
+        "num_layers": 2,
+        "num_heads": 2,
+        "hidden_dim": 32,
+        "mlp_dim": 64,
+        "epochs": 3,
+        "first_block": 0,
+    }
 
     def check_requirements(self) -> None:
         cfg = self.config

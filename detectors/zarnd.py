@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from bench.errors import UsageError
 from detectors.base import register_detector
@@ -29,6 +30,7 @@ class ZARND(KNNPretrained):
     """
 
     Config = ZARNDConfig
+    tiny_config: ClassVar[dict[str, Any]] = {"backbone_size": 32}
 
     def check_requirements(self) -> None:
         if self.config.weights_path is None:

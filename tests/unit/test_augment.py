@@ -1,4 +1,5 @@
-"""Shared CSI/COBRA ops: shifts, SimCLR augmentation, contrastive losses and the inner PGD."""
+"""Shared CSI/COBRA ops: shifts and SimCLR augmentation (detectors.augment), contrastive losses (detectors.contrastive)
+and the inner PGD (detectors.adversarial)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from detectors.adversarial import pgd_linf
 from detectors.augment import (
     CutPasteScarShift,
     RotationShift,
@@ -16,15 +18,12 @@ from detectors.augment import (
     draw_simclr,
     draw_view,
     hsv_to_rgb,
-    nt_xent,
-    pairwise_nt_xent,
-    pgd_linf,
     resolve_shift,
     rgb_to_hsv,
-    sattolo_permutation,
     shifted_views,
     simclr_augment,
 )
+from detectors.contrastive import nt_xent, pairwise_nt_xent, sattolo_permutation
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -46,7 +46,7 @@ def test_knn_distance_matches_brute_force(chunk):
 
 
 def test_knn_pretrained_score_is_brute_force_knn_on_its_bank(digits):
-    det = create_detector("knn-pretrained", preset=None, backbone_size=32).fit(digits.train[:40])
+    det = create_detector("knn-pretrained", backbone_size=32).fit(digits.train[:40])
     x = digits.test[:6]
     feats = det.features(x).detach()
     expected = torch.cdist(feats, det.feature_bank).pow(2).topk(2, dim=1, largest=False).values.mean(1)
@@ -60,16 +60,16 @@ def test_pretrained_backbone_missing_package_names_the_extra(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name.startswith("efficientnet") else real(name, *a)
     )
     with pytest.raises(UsageError, match=r"robust-ad-bench\[pretrained\]"):
-        create_detector("knn-pretrained", preset=None).setup((1, 8, 8))
+        create_detector("knn-pretrained").setup((1, 8, 8))
 
 
 def test_unknown_backbone_lists_choices():
     with pytest.raises(UsageError, match="efficientnet-lite0, resnet18"):
-        create_detector("patchcore", preset=None, backbone="vit").setup((1, 8, 8))
+        create_detector("patchcore", backbone="vit").setup((1, 8, 8))
 
 
 def test_deepsvdd_has_no_bias_and_centre_avoids_zero(digits):
-    det = create_detector("deepsvdd", preset=None, epochs=2, widths=(8, 16), rep_dim=16).fit(digits.train)
+    det = create_detector("deepsvdd", epochs=2, widths=(8, 16), rep_dim=16).fit(digits.train)
     for module in det.modules():
         assert getattr(module, "bias", None) is None, f"{module} has a bias"
     assert all(param.dim() > 1 for param in det.parameters())
@@ -82,7 +82,7 @@ def test_fix_near_zero_keeps_sign():
 
 
 def test_ae_score_is_mean_squared_reconstruction_error(digits):
-    det = create_detector("ae", preset=None, epochs=1, widths=(8, 16), rep_dim=8).fit(digits.train)
+    det = create_detector("ae", epochs=1, widths=(8, 16), rep_dim=8).fit(digits.train)
     x = digits.test[:5]
     expected = (det.decoder(det.encoder(x)) - x).pow(2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(det.score(x), expected)
@@ -94,7 +94,7 @@ def test_principal_projection_is_idempotent_and_keeps_variance():
     mean, components = principal_components(latents, 0.95)
     assert components.shape == (10, 3)
     torch.testing.assert_close(components.T @ components, torch.eye(3), atol=1e-5, rtol=0)
-    det = create_detector("principals", preset=None, rep_dim=10)
+    det = create_detector("principals", rep_dim=10)
     det.setup((1, 8, 8))
     det.latent_mean, det.components = mean, components
     once = det.project(latents)
@@ -117,7 +117,7 @@ def test_coreset_is_seeded_and_covers_the_bank():
 
 
 def test_patchcore_bank_is_a_coreset_of_training_patches(digits):
-    det = create_detector("patchcore", preset=None, backbone_size=32, coreset_ratio=0.25).fit(digits.train[:20])
+    det = create_detector("patchcore", backbone_size=32, coreset_ratio=0.25).fit(digits.train[:20])
     patches = det.patch_features(digits.train[:20]).detach().flatten(0, 1)
     assert det.feature_bank.shape[0] == -(-patches.shape[0] // 4)
     exact = torch.cdist(det.feature_bank, patches, compute_mode="donot_use_mm_for_euclid_dist")
@@ -140,7 +140,7 @@ def test_ocsdf_network_is_1_lipschitz():
 
 
 def test_ocsdf_trained_score_is_1_lipschitz(digits):
-    det = create_detector("ocsdf", preset=None, epochs=3, hidden=32).fit(digits.train)
+    det = create_detector("ocsdf", epochs=3, hidden=32).fit(digits.train)
     a = digits.test[:64]
     b = (a + 0.2 * torch.randn(a.shape, generator=gen(3))).clamp(0, 1)
     gap = (det.score(a) - det.score(b)).abs().detach()
@@ -148,7 +148,7 @@ def test_ocsdf_trained_score_is_1_lipschitz(digits):
 
 
 def test_apae_projection_lowers_reconstruction_error_and_keeps_gradients(digits):
-    det = create_detector("apae", preset=None, epochs=2, widths=(8, 16), rep_dim=8, projection_steps=3)
+    det = create_detector("apae", epochs=2, widths=(8, 16), rep_dim=8, projection_steps=3)
     det.fit(digits.train[:64])
     x = digits.test[:16]
     plain = det.reconstruction_error(x, det.decoder(det.encoder(x))).detach()
@@ -170,7 +170,7 @@ def test_rotated_pseudo_anomalies_are_quarter_turns():
 
 
 def test_at_deepsvdd_pgd_stays_in_ball_and_raises_score(digits):
-    det = create_detector("at-deepsvdd", preset=None, epochs=1, widths=(8, 16), rep_dim=8, pgd_steps=3)
+    det = create_detector("at-deepsvdd", epochs=1, widths=(8, 16), rep_dim=8, pgd_steps=3)
     det.fit(digits.train)
     x = digits.test[:16]
     x_adv = det.pgd(x, 1.0, gen(0))
@@ -181,7 +181,7 @@ def test_at_deepsvdd_pgd_stays_in_ball_and_raises_score(digits):
 
 def test_zarnd_needs_weights_and_loads_robustness_checkpoints(tmp_path, digits):
     with pytest.raises(UsageError, match="weights_path"):
-        create_detector("zarnd", preset=None).setup((1, 8, 8))
+        create_detector("zarnd").setup((1, 8, 8))
     from torchvision.models import resnet18
 
     with seeded_init(gen(0)):
@@ -192,6 +192,6 @@ def test_zarnd_needs_weights_and_loads_robustness_checkpoints(tmp_path, digits):
     path = tmp_path / "robust_r18.pt"
     torch.save({"model": wrapped, "epoch": 1}, path)
     assert set(load_state_file(str(path))) == set(state)
-    det = create_detector("zarnd", preset=None, weights_path=str(path), backbone_size=32).fit(digits.train[:20])
+    det = create_detector("zarnd", weights_path=str(path), backbone_size=32).fit(digits.train[:20])
     assert det.feature_bank.shape == (20, 512)
     assert torch.isfinite(det.score(digits.test[:4])).all()

@@ -16,7 +16,7 @@ TINY = {"epochs": 1, "batch_size": 32, "width": 4, "blocks": [1, 1, 1, 1], "scor
 
 def fit(name: str = "cobra", seed: int = 0, **overrides):
     split = load_split("digits", 0, max_test=60)
-    det = create_detector(name, preset=None, **{**TINY, "max_train": 32, **overrides})
+    det = create_detector(name, **{**TINY, "max_train": 32, **overrides})
     return det.fit(split.train, generator=torch.Generator().manual_seed(seed)), split
 
 
@@ -75,7 +75,7 @@ def test_chunked_equals_unchunked_scores_and_gradients(fitted):
 
 def test_state_dict_round_trip(fitted):
     det, split = fitted
-    det2 = create_detector("cobra", preset=None, **{**TINY, "max_train": 32})
+    det2 = create_detector("cobra", **{**TINY, "max_train": 32})
     det2.setup(tuple(split.train.shape[1:]))
     det2.load_state_dict(det.state_dict())
     det2.eval()
@@ -90,7 +90,7 @@ def test_same_seed_same_scores(fitted):
 
 @pytest.mark.parametrize(("name", "attacks"), [("cobra-noadv", []), ("cobra-noopp", [True, True])])
 def test_ablation_training_steps(name, attacks):
-    det = create_detector(name, preset=None, **TINY)
+    det = create_detector(name, **TINY)
     det.setup((1, 8, 8))
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     calls = []

@@ -26,7 +26,7 @@ MAX_TEST = 200
 
 @functools.cache
 def fmnist_split(normal_class: int):
-    options = {**load_preset("quick").get("data", {}).get("fmnist", {}), "max_test": MAX_TEST}
+    options = {**load_preset("quick").data_options("fmnist"), "max_test": MAX_TEST}
     try:
         return load_split("fmnist", normal_class, **options)
     except UsageError as error:
@@ -36,7 +36,8 @@ def fmnist_split(normal_class: int):
 @functools.cache
 def clean_and_robust_auroc(name: str, normal_class: int) -> tuple[float, float]:
     split = fmnist_split(normal_class)
-    det = create_detector(name, preset="quick").fit(split.train, generator=torch.Generator().manual_seed(0))
+    det = create_detector(name, **load_preset("quick").detector_options(name))
+    det.fit(split.train, generator=torch.Generator().manual_seed(0))
     labels = split.test_is_anomaly.numpy()
     clean = roc_auc_score(labels, det.score_batched(split.test).numpy())
     attack = create_attack("pgd", eps=EPS, steps=10)

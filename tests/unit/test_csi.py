@@ -11,9 +11,7 @@ from detectors.csi import shift_weights
 
 def test_csi_learns_digits_and_flags_obvious_anomalies():
     split = load_split("digits", 0, max_test=60)
-    det = create_detector(
-        "csi", preset=None, epochs=6, batch_size=32, width=8, blocks=[1, 1, 1, 1], score_samples=2, max_train=64
-    )
+    det = create_detector("csi", epochs=6, batch_size=32, width=8, blocks=[1, 1, 1, 1], score_samples=2, max_train=64)
     det.fit(split.train, generator=torch.Generator().manual_seed(0))
     normals = split.test[~split.test_is_anomaly]
     held_out = det.score(normals)

@@ -45,7 +45,7 @@ def applied_lrs(name: str, train: torch.Tensor, **options) -> tuple[list[float],
         lambda optimiser, args, kwargs: recorded.append(optimiser.param_groups[0]["lr"])
     )
     try:
-        det = create_detector(name, preset=None, **TINY, **options)
+        det = create_detector(name, **TINY, **options)
         det.fit(train, generator=torch.Generator().manual_seed(0))
     finally:
         handle.remove()
@@ -123,7 +123,7 @@ def test_lars_step_is_the_torchlars_update():
     ],
 )
 def test_bad_training_options_are_usage_errors(options, message):
-    det = create_detector("csi", preset=None, **options)
+    det = create_detector("csi", **options)
     with pytest.raises(UsageError, match=message):
         det.setup((1, 8, 8))
 

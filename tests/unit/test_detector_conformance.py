@@ -1,8 +1,7 @@
 """The detector contract, checked for every registered detector (``detectors.DETECTORS.names()``).
 
-Each detector is fitted on digits class 0 with a tiny config (``TINY`` below; detectors without an entry get
-``epochs=2, batch_size=32`` where their Config has those fields). Detectors that need weights the machine does
-not have are skipped with the UsageError's message.
+Each detector is fitted on digits class 0 with the tiny config it declares (``Detector.tiny_config``). Detectors
+that need weights the machine does not have are skipped with the UsageError's message.
 """
 
 from __future__ import annotations
@@ -17,45 +16,6 @@ from bench.data import load_split
 from bench.errors import UsageError
 from detectors import DETECTORS, Detector, create_detector, list_detectors
 
-CSI_TINY = {
-    "epochs": 5,
-    "max_train": 64,
-    "batch_size": 32,
-    # 10 LARS steps (trust 0.001) barely move the weights: plain SGD, lr_init 0.02 peaking at 0.2 after warm-up
-    "optimizer": "sgd",
-    "lr": 0.02,
-    "warmup_epochs": 1,
-    "width": 8,
-    "blocks": [1, 1, 1, 1],
-    "score_samples": 2,
-}
-#: Per-detector overrides that make a fit take a few seconds on 8x8 digits (on 2 CPU cores).
-TINY: dict[str, dict] = {
-    "deepsvdd": {"epochs": 10, "widths": (8, 16), "rep_dim": 16},
-    "ae": {"epochs": 20, "widths": (8, 16), "rep_dim": 16},
-    "knn-pretrained": {"backbone_size": 32},
-    "patchcore": {"backbone_size": 32, "coreset_ratio": 0.5},
-    "ocsdf": {"epochs": 10, "hidden": 64, "depth": 2},
-    "apae": {"epochs": 20, "widths": (8, 16), "rep_dim": 16, "projection_steps": 3},
-    "principals": {"epochs": 10, "widths": (8, 16), "rep_dim": 16},
-    "at-deepsvdd": {"epochs": 6, "widths": (8, 16), "rep_dim": 16, "pgd_steps": 2},
-    "zarnd": {"backbone_size": 32},
-    "transformaly": {  # skipped here: no ViT weights file (tests/unit/test_transformaly.py saves a tiny one)
-        "image_size": 32,
-        "patch_size": 8,
-        "num_layers": 2,
-        "num_heads": 2,
-        "hidden_dim": 32,
-        "mlp_dim": 64,
-        "epochs": 3,
-        "first_block": 0,
-    },
-    "csi": {**CSI_TINY},
-    "cobra": {**CSI_TINY, "attack_steps": 1},
-    "cobra-noadv": {**CSI_TINY},
-    "cobra-noopp": {**CSI_TINY, "attack_steps": 1},
-}
-GENERIC_TINY = {"epochs": 2, "batch_size": 32}
 N_SCORED = 24
 SEED = 0
 
@@ -65,17 +25,9 @@ def project_detectors() -> list[str]:
     return [name for name in DETECTORS.names() if DETECTORS.get(name).__module__.startswith("detectors.")]
 
 
-def tiny_overrides(name: str) -> dict:
-    """TINY[name], or the generic tiny settings restricted to the fields the detector's Config has."""
-    if name in TINY:
-        return dict(TINY[name])
-    fields = {f.name for f in dataclasses.fields(DETECTORS.get(name).Config)}
-    return {k: v for k, v in GENERIC_TINY.items() if k in fields}
-
-
 def make(name: str) -> Detector:
     """A fresh detector with its tiny config (no preset, so other presets cannot slow the suite down)."""
-    return create_detector(name, preset=None, **tiny_overrides(name))
+    return create_detector(name, **DETECTORS.get(name).tiny_config)
 
 
 def fit(name: str, split, seed: int = SEED) -> Detector:
@@ -123,6 +75,13 @@ def test_description_and_config(name):
     assert list_detectors()[name].strip(), f"{name} has no one-line description (first docstring line)"
     assert dataclasses.is_dataclass(cls.Config)
     assert isinstance(cls.stochastic, bool)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declares_its_tiny_config(name):
+    cls = DETECTORS.get(name)
+    assert cls.tiny_config and "tiny_config" in vars(cls), f"{name} declares no tiny_config of its own"
+    assert set(cls.tiny_config) <= {f.name for f in dataclasses.fields(cls.Config)}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench.cli import build_parser, run_config_from_args
-from bench.config import AUTO_EPS, config_from_preset, parse_eps, resolve_eps
+from bench.cli import parse, run_config_from_args
+from bench.config import AUTO_EPS, config_from_preset, load_preset, parse_eps, resolve_eps
 from bench.data import kind_meta, load_split
 from bench.grid import build_grid
 from detectors import create_detector
+from detectors.base import split_options
 
 
 def grid(argv: list[str]):
-    return build_grid(run_config_from_args(build_parser().parse_args(argv)))
+    return build_grid(run_config_from_args(parse(argv)))
 
 
 def test_parse_and_resolve_auto():
@@ -30,8 +33,8 @@ def test_quick_preset_runs_digits_at_4_and_textures_at_2_over_255_with_the_scar_
     groups = grid(["--detectors", "cobra", "--classes", "0"])
     eps = {g.fit.dataset: [job.eps for job in g.evals] for g in groups}
     assert eps == {"digits": [4 / 255], "textures": [2 / 255]}
-    kinds = {g.fit.dataset: g.fit.detector_kwargs for g in groups}
-    assert kinds == {"digits": {"low_res": True}, "textures": {"low_res": False}}
+    kinds = {g.fit.dataset: json.loads(g.fit.detector_config)["low_res"] for g in groups}
+    assert kinds == {"digits": True, "textures": False}
     textures = next(g.fit for g in groups if g.fit.dataset == "textures")
     det = textures.build_detector()
     det.setup((3, 32, 32))  # textures at 32 px: industrial by kind, whatever the size
@@ -42,15 +45,17 @@ def test_quick_preset_runs_digits_at_4_and_textures_at_2_over_255_with_the_scar_
 def test_explicit_eps_overrides_every_dataset():
     groups = grid(["--detectors", "deepsvdd", "--classes", "0", "--eps", "8/255"])
     assert {job.eps for g in groups for job in g.evals} == {8 / 255}
-    assert all(g.fit.detector_kwargs == {} for g in groups)  # deepsvdd takes no dataset kind
+    assert all("low_res" not in json.loads(g.fit.detector_config) for g in groups)  # deepsvdd takes no kind
 
 
 def test_split_meta_carries_the_kind_the_grid_uses():
     split = load_split("digits", 0, max_test=20)
     assert split.meta["low_res"] is kind_meta("digits")["low_res"] is True
-    det = create_detector("cobra", preset="quick", meta=split.meta)
+    assert split_options("cobra", split.meta) == {"low_res": True}
+    assert split_options("deepsvdd", split.meta) == {}  # a detector without the field takes no kind
+    options = {**load_preset("quick").detector_options("cobra"), **split_options("cobra", split.meta)}
+    det = create_detector("cobra", **options)
     assert det.config.low_res is True
-    assert create_detector("cobra", preset="quick", meta={"low_res": True}, low_res=False).config.low_res is False
 
 
 def test_bad_eps_names_auto():

@@ -34,7 +34,7 @@ def split():
 
 def make(weights_path: str, **overrides) -> Transformaly:
     options = {**TINY_VIT, **TINY_FIT, **overrides}
-    return create_detector("transformaly", preset=None, weights_path=weights_path, **options)
+    return create_detector("transformaly", weights_path=weights_path, **options)
 
 
 def fit(weights_path: str, split, seed: int = 0) -> Transformaly:
@@ -115,13 +115,13 @@ def test_same_seed_same_scores_other_seed_differs(weights_path, split, fitted, i
 
 
 def test_missing_weights_is_a_usage_error(split, tmp_path):
-    det = create_detector("transformaly", preset=None)
+    det = create_detector("transformaly")
     with pytest.raises(UsageError, match="weights_path"):
         det.check_requirements()
     with pytest.raises(UsageError, match="weights_path"):
         det.fit(split.train)
     with pytest.raises(UsageError, match="not found"):
-        create_detector("transformaly", preset=None, weights_path=str(tmp_path / "none.pth")).check_requirements()
+        create_detector("transformaly", weights_path=str(tmp_path / "none.pth")).check_requirements()
 
 
 def test_wrong_architecture_is_a_usage_error(weights_path, split):
