@@ -1,7 +1,8 @@
-"""``run_bench.py``: build the grid from a preset plus flags, run it, write the leaderboards.
+"""``run_bench.py``: one command line with subcommands, one error path (one line on stderr, exit code 2).
 
-Subcommands: ``report --results DIR`` (regenerate outputs from records) and ``check --baseline B --results DIR``
-(the regression gate). Bad input exits 2 with a one-line message naming the valid choices.
+``run`` (the default: ``run_bench.py --detectors all`` is ``run_bench.py run --detectors all``) builds the grid from
+a preset plus flags, runs it and writes the leaderboards; ``plan`` prints the job matrix and runs nothing; ``list``
+shows the registries; ``report`` regenerates a run's outputs from its records; ``check`` is the regression gate.
 """
 
 from __future__ import annotations
@@ -9,22 +10,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from bench.config import RunConfig, config_from_preset, list_presets, parse_eps, parse_ints, parse_norm
+from bench.config import RunConfig, config_from_preset, list_presets, parse_eps, parse_ints, run_key
 from bench.errors import UsageError
-from bench.hashing import stable_hash
+from bench.threat import parse_norm
+
+COMMANDS = ("run", "plan", "list", "report", "check")
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports bad arguments as one line and exit code 2."""
+    """argparse that reports bad arguments as a UsageError (one line, exit code 2) instead of usage text."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The main command's flags."""
-    p = OneLineParser(prog="run_bench.py", description=__doc__.splitlines()[0])
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that describe a grid and how to run it (``run`` and ``plan``)."""
     p.add_argument("--detectors", help='detector names, comma list, globs or "all" (default: the preset\'s)')
     p.add_argument("--attacks", help='attack names, comma list, globs or "all"')
     p.add_argument("--datasets", help="dataset names or comma list (default: the preset's)")
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default="quick", help=f"preset: {', '.join(list_presets())} or a .toml file (default quick)"
     )
     p.add_argument("--data-root", help="folder holding on-disk datasets (mvtec, visa, cifar10, ...)")
-    p.add_argument("--out", help="results folder (default results/runs/<preset>-<grid hash>)")
+    p.add_argument("--out", help="results folder (default results/runs/<preset>-<run key>)")
     p.add_argument("--executor", help="serial | local | slurm (default local: a worker per GPU, else per CPU share)")
     p.add_argument("--devices", help="devices for the executor, e.g. cuda:0,cuda:1 or cpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per cell, fixed for reproducible numbers (default 1)")
@@ -44,10 +47,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-time", help="Slurm time limit per job, e.g. 60 or 02:00:00 (default 60 minutes)")
     p.add_argument("--slurm-gpus-per-job", type=int, help="GPUs per Slurm job (default 0: CPU jobs)")
     p.add_argument("--array-parallelism", type=int, help="Slurm array jobs running at once (default 64)")
-    p.add_argument("--plan", action="store_true", help="print the job matrix with estimated time and run nothing")
     p.add_argument("--force", action="store_true", help="recompute cells and refit detectors already done")
-    p.add_argument("--list", action="store_true", help="list detectors, attacks, datasets, presets and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+
+
+def tolerance(text: str) -> float:
+    """A regression-gate tolerance: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid tolerance {text!r}: use a number such as 0.01") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"invalid tolerance {text!r}: it must be >= 0")
+    return value
+
+
+def build_parser() -> OneLineParser:
+    """The command line: a parser per subcommand, each with its own ``--help``."""
+    p = OneLineParser(
+        prog="run_bench.py", description=__doc__.splitlines()[0].strip("`"),
+        epilog="run is the default subcommand; run_bench.py run --help lists its flags",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", parser_class=OneLineParser)
+    run = sub.add_parser("run", help="run the grid and write the leaderboards (the default)")
+    add_grid_arguments(run)
+    run.add_argument("--plan", action="store_true", help="same as the plan subcommand")
+    run.add_argument("--list", action="store_true", help="same as the list subcommand")
+    add_grid_arguments(sub.add_parser("plan", help="print the job matrix with estimated time and run nothing"))
+    sub.add_parser("list", help="list detectors, attacks, datasets, executors and presets")
+    report = sub.add_parser("report", help="regenerate every report of a run from its records")
+    report.add_argument("--results", required=True, metavar="DIR", help="the run's results folder")
+    report.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
+    check = sub.add_parser("check", help="regression gate: compare a run's AUROC numbers with a baseline")
+    check.add_argument(
+        "--baseline", required=True, metavar="JSON", help="baseline file, e.g. results/baselines/smoke.json"
+    )
+    check.add_argument("--results", required=True, metavar="DIR", help="the run's results folder")
+    check.add_argument("--update", action="store_true", help="rewrite the baseline from this run instead of checking")
+    check.add_argument("--abs-tol", type=tolerance, default=None, help="absolute tolerance (AUROC fraction)")
+    check.add_argument("--rel-tol", type=tolerance, default=None, help="relative tolerance (fraction of baseline)")
     return p
 
 
@@ -66,7 +104,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         cfg.detectors = args.detectors
     if args.attacks:
         cfg.attacks = args.attacks
-    cfg.detectors = select_detectors(cfg.detectors, cfg.preset)
+    cfg.detectors = select_detectors(cfg.detectors, cfg.detector_options)
     cfg.attacks = ATTACKS.expand(cfg.attacks)
     cfg.datasets = DATASETS.expand(args.datasets or cfg.datasets)
     if args.classes is not None:
@@ -75,14 +113,21 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.eps is not None:
         cfg.eps = parse_eps(args.eps)
     cfg.norm = parse_norm(args.norm or cfg.norm)
-    cfg.seeds = parse_ints(args.seeds, "seeds") or cfg.seeds
+    cfg.seeds = parse_ints(args.seeds, "seeds") if args.seeds is not None else cfg.seeds
     cfg.data_root = args.data_root
     cfg.executor = args.executor or cfg.executor
     cfg.devices = split_names(args.devices)
     cfg.force, cfg.quiet = args.force, args.quiet
     cfg.executor_options.update(executor_options_from_args(args, cfg.executor))
-    cfg.out = args.out or f"results/runs/{Path(cfg.preset).stem}-{grid_hash(cfg)}"
+    cfg.out = checked_out(args.out or f"results/runs/{Path(cfg.preset).stem}-{run_key(cfg)}")
     return cfg
+
+
+def checked_out(out: str) -> str:
+    """The results folder, which must be a folder (or not exist yet)."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file; give a results folder (it is created if missing)")
+    return out
 
 
 def executor_options_from_args(args: argparse.Namespace, executor: str) -> dict:
@@ -95,7 +140,7 @@ def executor_options_from_args(args: argparse.Namespace, executor: str) -> dict:
     return {**given, **({"threads": args.threads} if args.threads is not None else {})}
 
 
-def select_detectors(spec: str | list[str], preset: str) -> list[str]:
+def select_detectors(spec: str | list[str], options: dict[str, dict]) -> list[str]:
     """Expand ``spec``; detectors that cannot run here (missing weights or packages) are left out of ``all`` and
     globs with a note, and are an error when named explicitly."""
     from detectors import DETECTORS, create_detector
@@ -104,7 +149,7 @@ def select_detectors(spec: str | list[str], preset: str) -> list[str]:
     selected = []
     for name in DETECTORS.expand(spec):
         try:
-            create_detector(name, preset=preset).check_requirements()
+            create_detector(name, **options.get(name, {})).check_requirements()
         except UsageError as error:
             if name in explicit:
                 raise
@@ -114,12 +159,6 @@ def select_detectors(spec: str | list[str], preset: str) -> list[str]:
     if not selected:
         raise UsageError(f"no detector in {spec!r} can run here")
     return selected
-
-
-def grid_hash(cfg: RunConfig) -> str:
-    """Short hash of what the grid covers (so the same command resumes into the same folder)."""
-    fields = ("preset", "datasets", "classes", "detectors", "attacks", "eps", "norm", "seeds", "data_root")
-    return stable_hash({f: getattr(cfg, f) for f in fields}, 8)
 
 
 def print_listing() -> None:
@@ -143,21 +182,92 @@ def print_listing() -> None:
             print(f"  {name:<{width}}  {description}".rstrip())
 
 
+def results_folder(path: str) -> Path:
+    """A finished run's folder: it must exist and hold records."""
+    from bench.store import RunStore
+
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise UsageError(f"results folder {run_dir} does not exist")
+    if not RunStore(run_dir).records():
+        raise UsageError(f"results folder {run_dir} has no records (records.jsonl is missing or empty)")
+    return run_dir
+
+
+def run_command(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.list:
+        return list_command(args, argv)
+    from bench.session import print_plan, run_benchmark
+
+    return (print_plan if args.plan else run_benchmark)(run_config_from_args(args), argv)
+
+
+def plan_command(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.session import print_plan
+
+    return print_plan(run_config_from_args(args), argv)
+
+
+def list_command(args: argparse.Namespace, argv: list[str]) -> int:
+    print_listing()
+    return 0
+
+
+def report_command(args: argparse.Namespace, argv: list[str]) -> int:
+    """Write leaderboard.{csv,md,tex,html}, macros, per-class table and plots from a run's records."""
+    from bench.report import console_table, write_reports
+    from bench.store import load_records
+
+    run_dir = results_folder(args.results)
+    records = load_records(run_dir)
+    written = write_reports(run_dir, records)
+    if not args.quiet:
+        from rich.console import Console
+
+        Console().print(console_table(records))
+        Console().print(f"wrote {len(written)} files to {run_dir}")
+    return 0
+
+
+def check_command(args: argparse.Namespace, argv: list[str]) -> int:
+    """The regression gate: exit code 1 when a cell moved beyond tolerance (or, with --update, a cell failed)."""
+    from bench import regress
+    from bench.store import load_records
+
+    run_dir = results_folder(args.results)
+    records = load_records(run_dir)
+    if args.update:
+        return regress.update_baseline(Path(args.baseline), run_dir, records, args.abs_tol, args.rel_tol)
+    report = regress.compare(regress.load_baseline(args.baseline), records, args.abs_tol, args.rel_tol)
+    print("\n".join(report.lines()))
+    return 0 if report.passed else 1
+
+
+HANDLERS = {
+    "run": run_command,
+    "plan": plan_command,
+    "list": list_command,
+    "report": report_command,
+    "check": check_command,
+}
+
+
+def with_command(argv: list[str]) -> list[str]:
+    """``argv`` with ``run`` in front unless it names a subcommand or asks for the top-level help."""
+    return argv if argv[:1] and argv[0] in (*COMMANDS, "-h", "--help") else ["run", *argv]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line (``run`` when no subcommand is named)."""
+    return build_parser().parse_args(with_command(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code (2 with a one-line message for any bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in ("report", "check"):
-            from bench.report.commands import check_command, report_command
-
-            return (report_command if argv[0] == "report" else check_command)(argv[1:])
-        args = build_parser().parse_args(argv)
-        if args.list:
-            print_listing()
-            return 0
-        from bench.session import print_plan, run_benchmark
-
-        return (print_plan if args.plan else run_benchmark)(run_config_from_args(args), argv)
+        args = parse(argv)
+        return HANDLERS[args.command](args, argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Run configuration: presets (bench/presets/*.toml), budget parsing and CLI overrides."""
+"""Run settings, resolved in one place: presets (bench/presets/*.toml, validated as read), budgets, the run key."""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
+from bench.hashing import stable_hash
+from bench.threat import AUTO_EPS, kind_eps
 
 PRESET_DIR = Path(__file__).parent / "presets"
-NORMS = ("linf", "l2")
-#: The eps that stands for the paper's threat model per dataset kind (see ``KIND_EPS``).
-AUTO_EPS = "auto"
-#: The paper's L-inf budget per dataset kind: 4/255 on low-resolution sets, 2/255 on high-resolution and
-#: industrial ones (MVTec, VisA, textures); keyed by the dataset's ``low_res`` flag.
-KIND_EPS = {True: 4 / 255, False: 2 / 255}
+#: The tables a preset may have: ``[run]`` (the grid) and option tables per dataset, detector and attack.
+PRESET_TABLES = ("run", "data", "detectors", "attacks")
 
 
 def list_presets() -> list[str]:
@@ -26,16 +24,101 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def load_preset(name: str) -> dict[str, Any]:
-    """The parsed TOML of preset ``name`` (a shipped preset, or a path to a .toml file of the same form).
+@dataclass(frozen=True)
+class Preset:
+    """A parsed, validated preset: the ``[run]`` grid and the option tables of datasets, detectors and attacks."""
 
-    An unknown name raises UsageError listing the presets.
-    """
+    name: str
+    path: Path
+    run: dict[str, Any]
+    data: dict[str, dict[str, Any]]
+    detectors: dict[str, dict[str, Any]]
+    attacks: dict[str, dict[str, Any]]
+
+    def detector_options(self, name: str) -> dict[str, Any]:
+        """The ``[detectors.<name>]`` table (Config fields of that detector)."""
+        return dict(self.detectors.get(name, {}))
+
+    def attack_options(self, name: str) -> dict[str, Any]:
+        """The ``[attacks.<name>]`` table (Config fields of that attack, budget aside)."""
+        return dict(self.attacks.get(name, {}))
+
+    def data_options(self, dataset: str) -> dict[str, Any]:
+        """The ``[data.<dataset>]`` table (loader options)."""
+        return dict(self.data.get(dataset, {}))
+
+
+#: ``[run]`` keys: what each must hold (checked by ``RUN_CHECKS``).
+RUN_KEYS = {
+    "datasets": "a name or a list of names",
+    "detectors": "a name or a list of names",
+    "attacks": "a name or a list of names",
+    "eps": 'a budget or a list of budgets, e.g. ["auto"] or ["8/255"]',
+    "norm": "linf or l2",
+    "seeds": "a list of integers, e.g. [0, 1]",
+    "classes": 'a table of dataset = list of classes (indices or names) or "all"',
+}
+
+
+def is_names(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def is_classes(value: Any) -> bool:
+    def one(v: Any) -> bool:
+        return v == "all" or (isinstance(v, list) and all(isinstance(c, int | str) for c in v))
+
+    return isinstance(value, dict) and all(one(v) for v in value.values())
+
+
+RUN_CHECKS = {
+    "datasets": is_names,
+    "detectors": is_names,
+    "attacks": is_names,
+    "eps": lambda v: isinstance(v, str | int | float | list),
+    "norm": lambda v: isinstance(v, str),
+    "seeds": lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in v),
+    "classes": is_classes,
+}
+
+
+def preset_path(name: str) -> Path:
+    """The file of preset ``name`` (a shipped preset, or a path to a .toml file)."""
     path = Path(name) if name.endswith(".toml") else PRESET_DIR / f"{name}.toml"
     if not path.is_file():
         raise UsageError(f"unknown preset {name!r}; choose from: {', '.join(list_presets())} or a .toml file")
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+    return path
+
+
+def load_preset(name: str) -> Preset:
+    """Read and validate preset ``name``: a malformed file, an unknown table or key, or a value of the wrong type
+    raises UsageError naming the file, the key and what was expected."""
+    path = preset_path(name)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"preset {path}: not valid TOML ({error})") from None
+    unknown = sorted(set(raw) - set(PRESET_TABLES))
+    if unknown:
+        raise UsageError(f"preset {path}: unknown table [{unknown[0]}]; tables: {', '.join(PRESET_TABLES)}")
+    run = raw.get("run", {})
+    if not isinstance(run, dict):
+        raise UsageError(f"preset {path}: run must be a table [run]")
+    for key, value in run.items():
+        if key not in RUN_KEYS:
+            raise UsageError(f"preset {path}: unknown key [run] {key}; keys: {', '.join(RUN_KEYS)}")
+        if not RUN_CHECKS[key](value):
+            raise UsageError(f"preset {path}: [run] {key} must be {RUN_KEYS[key]}, got {value!r}")
+    tables = {}
+    for table in PRESET_TABLES[1:]:
+        entries = raw.get(table, {})
+        names = entries if isinstance(entries, dict) else {table: entries}
+        bad = next((name for name, options in names.items() if not isinstance(options, dict)), None)
+        if bad is not None:
+            raise UsageError(f"preset {path}: [{table}] {bad} must be a table of options: [{table}.<name>]")
+        tables[table] = entries
+    return Preset(name=name, path=path, run=run, **tables)
 
 
 def parse_eps(text: str | float | list) -> list[float | str]:
@@ -60,11 +143,6 @@ def parse_eps(text: str | float | list) -> list[float | str]:
     if not values:
         raise UsageError("no eps given: use auto, a number or a fraction such as 8/255")
     return values
-
-
-def kind_eps(low_res: bool) -> float:
-    """The paper's budget for a dataset of this kind (``KIND_EPS``)."""
-    return KIND_EPS[bool(low_res)]
 
 
 def resolve_eps(eps: list[float | str], low_res: bool, norm: str = "linf") -> list[float]:
@@ -98,13 +176,6 @@ def parse_ints(text: str | list | None, what: str) -> list[int] | None:
         raise UsageError(f"invalid {what} {text!r}: use comma-separated integers such as 0,1,2") from None
 
 
-def parse_norm(norm: str) -> str:
-    """Validate the threat model's norm."""
-    if norm not in NORMS:
-        raise UsageError(f"unknown norm {norm!r}; choose from: {', '.join(NORMS)}")
-    return norm
-
-
 @dataclass
 class RunConfig:
     """Everything that defines a benchmark run; built from a preset plus CLI overrides."""
@@ -123,6 +194,7 @@ class RunConfig:
     devices: list[str] | None = None
     force: bool = False
     quiet: bool = False
+    #: The preset's option tables per dataset, detector and attack: what the grid resolves each cell from.
     data_options: dict[str, dict] = field(default_factory=dict)
     detector_options: dict[str, dict] = field(default_factory=dict)
     attack_options: dict[str, dict] = field(default_factory=dict)
@@ -134,9 +206,9 @@ class RunConfig:
 
 
 def config_from_preset(name: str) -> RunConfig:
-    """A RunConfig holding preset ``name``'s defaults."""
+    """A RunConfig holding preset ``name``'s grid and option tables (the only place a preset is read)."""
     preset = load_preset(name)
-    run = preset.get("run", {})
+    run = preset.run
     cfg = RunConfig(preset=name)
     for key in ("datasets", "detectors", "attacks", "seeds", "norm"):
         if key in run:
@@ -144,7 +216,16 @@ def config_from_preset(name: str) -> RunConfig:
     if "eps" in run:
         cfg.eps = parse_eps(run["eps"])
     cfg.classes = dict(run.get("classes", {}))
-    cfg.data_options = preset.get("data", {})
-    cfg.detector_options = preset.get("detectors", {})
-    cfg.attack_options = preset.get("attacks", {})
+    cfg.data_options = preset.data
+    cfg.detector_options = preset.detectors
+    cfg.attack_options = preset.attacks
     return cfg
+
+
+#: RunConfig fields that define what a grid covers (its run key).
+GRID_FIELDS = ("preset", "datasets", "classes", "detectors", "attacks", "eps", "norm", "seeds", "data_root")
+
+
+def run_key(cfg: RunConfig) -> str:
+    """Short hash of what the grid covers (so the same command resumes into the same folder)."""
+    return stable_hash({f: getattr(cfg, f) for f in GRID_FIELDS}, 8)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cache import cache_root
 from bench.store import atomic_write_text
+
+if TYPE_CHECKING:
+    from bench.runner import GroupResult
 
 MAX_SAMPLES = 20
 
@@ -58,13 +61,13 @@ class TimingHistory:
         attacks = self.entries.setdefault(history_key(detector, dataset, preset), {}).setdefault("attack", {})
         attacks[attack] = [*attacks.get(attack, []), round(float(seconds), 3)][-MAX_SAMPLES:]
 
-    def add_result(self, result: Any) -> None:
-        """Add the timings of a finished group (a ``GroupResult``): its fit time only when it really fitted."""
-        ok = [r for r in result.records if r.get("status") == "ok"]
+    def add_result(self, result: GroupResult) -> None:
+        """Add the timings of a finished group: its fit time only when it really fitted."""
+        ok = [r for r in result.records if r.ok]
         if result.fitted and ok:
-            self.add_fit(ok[0]["detector"], ok[0]["dataset"], ok[0]["preset"], ok[0]["fit_seconds"])
+            self.add_fit(ok[0].detector, ok[0].dataset, ok[0].preset, ok[0].fit_seconds)
         for r in ok:
-            self.add_attack(r["detector"], r["dataset"], r["preset"], r["attack"], r["attack_seconds"])
+            self.add_attack(r.detector, r.dataset, r.preset, r.attack, r.attack_seconds)
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.entries, indent=1, sort_keys=True))

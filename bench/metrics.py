@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
+
+from bench.store import Record
 
 #: The attack name of the per-sample worst case over every attack of a cell group (computed, never registered).
 WORST_CASE = "worst-case"
@@ -78,13 +79,9 @@ class Summary:
 CellColumn = tuple[str, str, tuple[str, str, float]]
 
 
-def attack_key(record: dict[str, Any]) -> tuple[str, str, float]:
+def attack_key(record: Record) -> tuple[str, str, float]:
     """The (attack, norm, eps) a record was evaluated under."""
-    return record["attack"], record.get("norm") or "", float(record["eps"])
-
-
-def _is_ok(record: dict[str, Any], metric: str) -> bool:
-    return record.get("status", "ok") == "ok" and record.get(metric) is not None
+    return record.attack, record.norm or "", float(record.eps)
 
 
 def summarise_seeds(per_seed: dict[int, list[float]], flags: set[str], incomplete: bool) -> Summary | None:
@@ -98,19 +95,19 @@ def summarise_seeds(per_seed: dict[int, list[float]], flags: set[str], incomplet
     return Summary(float(np.mean(means)), std, tuple(means), n_classes, tuple(sorted(all_flags)))
 
 
-def aggregate_robust(records: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, str, float]], Summary]:
+def aggregate_robust(records: list[Record]) -> dict[CellColumn, Summary]:
     """Robust AUROC per (dataset, detector, (attack, norm, eps)): mean over classes per seed, then over seeds."""
     groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     flags: dict[tuple, set[str]] = defaultdict(set)
     incomplete: dict[tuple, bool] = defaultdict(bool)
     for record in records:
-        key = (record["dataset"], record["detector"], attack_key(record))
+        key = (record.dataset, record.detector, attack_key(record))
         per_seed = groups[key]
-        if _is_ok(record, "robust_auroc"):
-            per_seed[int(record["seed"])].append(float(record["robust_auroc"]))
-            flags[key].update(record.get("flags") or ())
+        if record.ok and record.robust_auroc is not None:
+            per_seed[int(record.seed)].append(float(record.robust_auroc))
+            flags[key].update(record.flags)
         else:
-            per_seed.setdefault(int(record["seed"]), [])
+            per_seed.setdefault(int(record.seed), [])
             incomplete[key] = True
     out = {key: summarise_seeds(per_seed, flags[key], incomplete[key]) for key, per_seed in groups.items()}
     return {key: summary for key, summary in out.items() if summary is not None}
@@ -133,21 +130,21 @@ class MemberSummary:
     skipped: str = ""
 
 
-def aggregate_members(records: list[dict[str, Any]]) -> dict[CellColumn, list[MemberSummary]]:
+def aggregate_members(records: list[Record]) -> dict[CellColumn, list[MemberSummary]]:
     """Members of records that carry ``members`` / ``skipped_members``, per (dataset, detector, (attack, norm, eps)),
     in first-seen order."""
     values: dict[tuple, dict[str, dict[str, dict[int, list[float]]]]] = defaultdict(dict)
     skipped: dict[tuple, dict[str, str]] = defaultdict(dict)
     for record in records:
-        if not _is_ok(record, "robust_auroc"):
+        if not record.ok or record.robust_auroc is None:
             continue
-        key, seed = (record["dataset"], record["detector"], attack_key(record)), int(record["seed"])
-        for member in record.get("members") or ():
+        key, seed = (record.dataset, record.detector, attack_key(record)), int(record.seed)
+        for member in record.members or ():
             per_metric = values[key].setdefault(member["attack"], {"robust_auroc": {}, "share": {}})
             for metric, per_seed in per_metric.items():
                 if member.get(metric) is not None:
                     per_seed.setdefault(seed, []).append(float(member[metric]))
-        for member in record.get("skipped_members") or ():
+        for member in record.skipped_members or ():
             skipped[key].setdefault(member["attack"], str(member.get("reason") or ""))
     out = {}
     for key in [*values, *(k for k in skipped if k not in values)]:
@@ -164,13 +161,13 @@ def aggregate_members(records: list[dict[str, Any]]) -> dict[CellColumn, list[Me
     return out
 
 
-def aggregate_clean(records: list[dict[str, Any]]) -> dict[tuple[str, str], Summary]:
+def aggregate_clean(records: list[Record]) -> dict[tuple[str, str], Summary]:
     """Clean AUROC per (dataset, detector): one value per fit (shared by its attacks), averaged like robust AUROC."""
     per_fit: dict[tuple, float | None] = {}
     for record in records:
-        fit = (record["dataset"], record["detector"], int(record["seed"]), record["normal_class"])
-        if _is_ok(record, "clean_auroc"):
-            per_fit[fit] = float(record["clean_auroc"])
+        fit = (record.dataset, record.detector, int(record.seed), record.normal_class)
+        if record.ok and record.clean_auroc is not None:
+            per_fit[fit] = float(record.clean_auroc)
         else:
             per_fit.setdefault(fit, None)
     groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -185,13 +182,13 @@ def aggregate_clean(records: list[dict[str, Any]]) -> dict[tuple[str, str], Summ
     return {key: summary for key, summary in out.items() if summary is not None}
 
 
-def passes_per_image(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+def passes_per_image(records: list[Record]) -> dict[tuple[str, str], float]:
     """Mean backbone passes per attacked image per (dataset, detector), over records that report them."""
     ratios: dict[tuple, list[float]] = defaultdict(list)
     for record in records:
-        passes, n = record.get("backbone_passes"), (record.get("n_normal") or 0) + (record.get("n_anomaly") or 0)
-        if passes is not None and n > 0 and record.get("status", "ok") == "ok":
-            ratios[record["dataset"], record["detector"]].append(float(passes) / n)
+        passes, n = record.backbone_passes, (record.n_normal or 0) + (record.n_anomaly or 0)
+        if passes is not None and n > 0 and record.ok:
+            ratios[record.dataset, record.detector].append(float(passes) / n)
     return {key: float(np.mean(values)) for key, values in ratios.items()}
 
 

@@ -24,7 +24,6 @@ from bench.data import load_split
 from bench.grid import EvalJob, FitGroup
 from bench.history import TimingHistory
 from bench.sanity import attack_steps
-from bench.store import RunStore
 
 #: Fit states shown by --plan ("unknown": the split could not be loaded, so the cache key is unknown).
 CACHED, TO_FIT, UNKNOWN, UNCHECKED = "cached", "to fit", "unknown", "unchecked"
@@ -35,7 +34,6 @@ class PlannedGroup:
     """A fit group with its unfinished cells, its fit's cache state and the estimated time left."""
 
     group: FitGroup
-    keys: list[str]
     todo: list[EvalJob] = field(default_factory=list)
     fit: str = UNCHECKED
     seconds: float | None = None
@@ -44,7 +42,7 @@ class PlannedGroup:
 
     @property
     def finished(self) -> int:
-        return len(self.keys) - len(self.todo)
+        return len(self.group.evals) - len(self.todo)
 
 
 #: Seconds each throughput measurement runs for (after one warm-up pass).
@@ -205,14 +203,15 @@ def fit_state(group: FitGroup, cache: CheckpointCache, force: bool, splits: dict
 
 def plan_groups(
     groups: list[FitGroup],
-    store: RunStore,
+    finished: set[str],
     *,
     force: bool = False,
     history: TimingHistory | None = None,
     cache: CheckpointCache | None = None,
     costs: PassCostModel | None = None,
 ) -> list[PlannedGroup]:
-    """Plan every group; with ``cache`` each fit's cache state is checked (loading splits), else "unchecked".
+    """Plan every group's cells not in ``finished``; with ``cache`` each fit's cache state is checked (``force``:
+    as if empty; this loads splits), else "unchecked".
 
     Times come from ``history``; with ``cache``, a group without history is estimated from pass counts
     (``costs``, by default a ``PassCostModel`` on the device found, which measures each backbone once).
@@ -220,15 +219,12 @@ def plan_groups(
     history = history or TimingHistory()
     if cache is not None and costs is None:
         costs = PassCostModel()
-    finished = set() if force else store.finished_keys()
     splits: dict = {}
     planned = []
     for group in groups:
-        spec = group.fit.spec
-        keyed = [(job, job.key(spec)) for job in group.evals]
-        todo = [job for job, key in keyed if key not in finished]
+        todo = [job for job in group.evals if job.key not in finished]
         fit = fit_state(group, cache, force, splits) if cache is not None and todo else UNCHECKED
-        entry = PlannedGroup(group, [key for _, key in keyed], todo, fit, history_seconds(group, todo, fit, history))
+        entry = PlannedGroup(group, todo, fit, history_seconds(group, todo, fit, history))
         if entry.seconds is None and costs is not None:
             entry.seconds = pass_count_seconds(group, todo, fit, group_split(group, splits), costs)
             entry.costs = costs if entry.seconds is not None else None
@@ -274,13 +270,13 @@ def format_plan(planned: list[PlannedGroup], workers: int) -> str:
         fit = p.group.fit
         cells = ", ".join(cell_label(job) for job in p.todo) or "-"
         estimate = ("~" if p.costs is not None else "") + format_seconds(p.seconds)
-        rows.append((fit.label, p.fit if p.todo else "done", str(len(p.keys)), cells, estimate))
+        rows.append((fit.label, p.fit if p.todo else "done", str(len(p.group.evals)), cells, estimate))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows]
     pending = [p for p in planned if p.todo]
     states = [p.fit for p in pending]
     known = [p.seconds for p in pending if p.seconds is not None]
-    n_cells = sum(len(p.keys) for p in planned)
+    n_cells = sum(len(p.group.evals) for p in planned)
     n_todo = sum(len(p.todo) for p in planned)
     lines.append(
         f"{len(planned)} fit jobs: {states.count(TO_FIT)} to fit, {states.count(CACHED)} cached, "

@@ -18,22 +18,25 @@ from typing import Any
 
 from bench.config import format_eps
 from bench.errors import UsageError
-from bench.store import atomic_write_text
+from bench.store import Record, RunStore, atomic_write_text
 
 BASELINE_FORMAT = 1
 DEFAULT_ABS_TOL = 0.01
 DEFAULT_REL_TOL = 0.02
-METRICS = ("clean_auroc", "robust_auroc")
 
 
-def cell_id(record: dict[str, Any]) -> str:
+def cell_id(record: Record) -> str:
     """The stable, human-readable id of a record's cell, e.g.
     ``dataset=digits class=0 detector=cobra seed=0 attack=pgd norm=linf eps=4/255``."""
     return (
-        f"dataset={record['dataset']} class={record['normal_class']} detector={record['detector']} "
-        f"seed={record['seed']} attack={record['attack']} norm={record.get('norm') or '-'} "
-        f"eps={format_eps(float(record['eps']))}"
+        f"dataset={record.dataset} class={record.normal_class} detector={record.detector} "
+        f"seed={record.seed} attack={record.attack} norm={record.norm or '-'} eps={format_eps(float(record.eps))}"
     )
+
+
+def gated_numbers(record: Record) -> dict[str, float | None]:
+    """The numbers the gate compares, by their name in a baseline cell."""
+    return {"clean_auroc": record.clean_auroc, "robust_auroc": record.robust_auroc}
 
 
 @dataclass
@@ -74,9 +77,9 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     return baseline
 
 
-def latest_by_cell(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def latest_by_cell(records: list[Record]) -> tuple[dict[str, Record], list[str]]:
     """Records by cell id (the last one wins) and the ids that appear more than once."""
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, Record] = {}
     repeated = []
     for record in records:
         ident = cell_id(record)
@@ -86,13 +89,13 @@ def latest_by_cell(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, A
     return by_id, repeated
 
 
-def failed_cells(records: list[dict[str, Any]]) -> list[str]:
+def failed_cells(records: list[Record]) -> list[str]:
     """``<cell id>: the cell failed (<error>)`` for every failed record (the latest per cell)."""
     by_id, _ = latest_by_cell(records)
     return [
-        f"{ident}: the cell failed ({r.get('error') or 'no error message'})"
+        f"{ident}: the cell failed ({r.error or 'no error message'})"
         for ident, r in by_id.items()
-        if r.get("status", "ok") == "failed"
+        if r.status == "failed"
     ]
 
 
@@ -102,7 +105,7 @@ def _fmt(value: float | None) -> str:
 
 def compare(
     baseline: dict[str, Any],
-    records: list[dict[str, Any]],
+    records: list[Record],
     abs_tol: float | None = None,
     rel_tol: float | None = None,
 ) -> GateReport:
@@ -119,10 +122,10 @@ def compare(
         if record is None:
             report.failures.append(f"{ident}: missing from the results (baseline cell not run)")
             continue
-        if record.get("status", "ok") != "ok":
+        if not record.ok:
             continue
-        for metric in METRICS:
-            old, new = expected.get(metric), record.get(metric)
+        for metric, new in gated_numbers(record).items():
+            old = expected.get(metric)
             if old is None:
                 continue
             if new is None:
@@ -138,7 +141,7 @@ def compare(
     return report
 
 
-def members_changed(cells: dict[str, dict[str, Any]], by_id: dict[str, dict[str, Any]]) -> list[str]:
+def members_changed(cells: dict[str, dict[str, Any]], by_id: dict[str, Record]) -> list[str]:
     """``<cell id>: members changed: a, b -> a, b, c`` for baseline cells whose record combines other members."""
     lines = []
     for ident, expected in cells.items():
@@ -148,19 +151,19 @@ def members_changed(cells: dict[str, dict[str, Any]], by_id: dict[str, dict[str,
     return lines
 
 
-def member_names(record: dict[str, Any]) -> list[str]:
+def member_names(record: Record) -> list[str]:
     """The attacks a worst-case or ensemble record combines (empty for a single attack)."""
-    return [member["attack"] for member in record.get("members") or ()]
+    return [member["attack"] for member in record.members or ()]
 
 
-def baseline_cell(record: dict[str, Any]) -> dict[str, Any]:
+def baseline_cell(record: Record) -> dict[str, Any]:
     """What a baseline keeps of a record: class name, the gated numbers, and the members it combines if any."""
-    members = {"members": member_names(record)} if record.get("members") else {}
-    return {"class_name": record.get("class_name"), **{m: record.get(m) for m in METRICS}, **members}
+    members = {"members": member_names(record)} if record.members else {}
+    return {"class_name": record.class_name, **gated_numbers(record), **members}
 
 
 def build_baseline(
-    records: list[dict[str, Any]],
+    records: list[Record],
     abs_tol: float = DEFAULT_ABS_TOL,
     rel_tol: float = DEFAULT_REL_TOL,
     manifest: dict[str, Any] | None = None,
@@ -187,3 +190,24 @@ def build_baseline(
 def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
     """Write a baseline as stable, diff-friendly JSON (sorted keys, one cell per block)."""
     atomic_write_text(Path(path), json.dumps(baseline, indent=2, sort_keys=True) + "\n")
+
+
+def update_baseline(
+    path: Path, run_dir: Path, records: list[Record], abs_tol: float | None, rel_tol: float | None
+) -> int:
+    """Rewrite the baseline at ``path`` from the run's records, keeping the old tolerances unless new ones are given;
+    returns the exit code. Never from a run with failed cells: those are listed and the exit code is 1."""
+    failed = failed_cells(records)
+    if failed:
+        print("\n".join([*(f"FAIL {line}" for line in failed), f"baseline {path} not rewritten"]))
+        return 1
+    old = load_baseline(path).get("tolerances", {}) if path.is_file() else {}
+    baseline = build_baseline(
+        records,
+        abs_tol=old.get("abs", DEFAULT_ABS_TOL) if abs_tol is None else abs_tol,
+        rel_tol=old.get("rel", DEFAULT_REL_TOL) if rel_tol is None else rel_tol,
+        manifest=RunStore(run_dir).read_manifest(),
+    )
+    write_baseline(path, baseline)
+    print(f"baseline {path} rewritten: {len(baseline['cells'])} cell(s) from {run_dir}")
+    return 0

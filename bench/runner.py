@@ -7,6 +7,7 @@ the group goes on with its next cell.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from bench.hashing import stable_hash
 from bench.metrics import auroc
 from bench.progress import NULL_PROGRESS, Progress
 from bench.sanity import attack_steps, cell_flags
-from bench.store import RunStore
+from bench.store import Record, RunStore
 
 N_EXAMPLES = 4  # clean/adversarial example images kept per group (normal and anomalous) for the plots
 
@@ -37,7 +38,7 @@ def generator_for(*parts: Any) -> torch.Generator:
 class GroupResult:
     """What a fit group produced: its records and how many cells were skipped as already finished."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     skipped: int = 0
     fitted: bool = False
 
@@ -50,48 +51,44 @@ def check_scores(scores: torch.Tensor, what: str) -> np.ndarray:
     return array
 
 
-def base_record(group: FitGroup, job: EvalJob, key: str, split_meta: dict[str, Any] | None) -> dict[str, Any]:
-    """Fields of a record known before the cell runs."""
-    fit = group.fit
-    return {
-        "dataset": fit.dataset, "normal_class": fit.normal_class,
-        "class_name": (split_meta or {}).get("class_name", str(fit.normal_class)),
-        "detector": fit.detector, "seed": fit.seed, "attack": job.attack, "norm": job.norm, "eps": job.eps,
-        "key": key, "preset": fit.preset, "flags": [], "status": "ok", "error": None,
-    }  # fmt: skip
+def new_record(job: EvalJob, split_meta: dict[str, Any] | None) -> Record:
+    """A cell's record with the fields known before it runs."""
+    fit = job.fit
+    return Record(
+        dataset=fit.dataset, normal_class=fit.normal_class, detector=fit.detector, seed=fit.seed, attack=job.attack,
+        norm=job.norm, eps=job.eps, key=job.key, seed_key=job.seed_key, preset=fit.preset,
+        class_name=(split_meta or {}).get("class_name", str(fit.normal_class)),
+    )  # fmt: skip
 
 
-def failed_record(record: dict[str, Any], error: BaseException) -> dict[str, Any]:
-    """Mark ``record`` failed with a one-line error and the traceback's last frame."""
+def failed(record: Record, error: BaseException) -> Record:
+    """``record`` marked failed, with a one-line error and the traceback's last frame, and no numbers."""
     frame = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
     where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
-    return {
-        **record,
-        "status": "failed",
-        "error": f"{type(error).__name__}: {error}{where}",
-        "clean_auroc": None,
-        "robust_auroc": None,
-    }
+    text = f"{type(error).__name__}: {error}{where}"
+    return dataclasses.replace(record, status="failed", error=text, clean_auroc=None, robust_auroc=None)
+
+
+def failed_records(jobs: list[EvalJob], error: BaseException) -> list[Record]:
+    """Failed records for cells that never ran (their fit failed, or their worker died)."""
+    return [failed(new_record(job, None), error) for job in jobs]
 
 
 def run_group(
     group: FitGroup,
     store: RunStore,
     *,
+    finished: set[str],
     device: str = "cpu",
     cache: CheckpointCache | None = None,
-    finished: set[str] | None = None,
     force: bool = False,
     progress: Progress = NULL_PROGRESS,
     part: str | None = None,
 ) -> GroupResult:
-    """Fit (or load) the group's detector and run its unfinished eval cells, appending each record."""
+    """Fit (or load) the group's detector and run its cells not in ``finished``, appending each record."""
     cache = cache or CheckpointCache()
-    finished = set() if force else (finished if finished is not None else store.finished_keys())
-    fit_spec = group.fit.spec
-    keyed = [(job, job.key(fit_spec)) for job in group.evals]
-    todo = [(job, key) for job, key in keyed if key not in finished]
-    result = GroupResult(skipped=len(keyed) - len(todo))
+    todo = group.evals if force else [job for job in group.evals if job.key not in finished]
+    result = GroupResult(skipped=len(group.evals) - len(todo))
     if not todo:
         return result
     try:
@@ -99,14 +96,13 @@ def run_group(
         clean = check_scores(detector.score_batched(split.test), "clean")
         clean_auroc = auroc(clean, split.test_is_anomaly.numpy())
     except Exception as error:
-        for job, key in todo:
-            record = failed_record(base_record(group, job, key, None), error)
+        result.records = failed_records(todo, error)
+        for record in result.records:
             store.append_record(record, part)
-            result.records.append(record)
         return result
-    for job, key in todo:
-        record = base_record(group, job, key, split.meta)
-        record.update(
+    for job in todo:
+        record = dataclasses.replace(
+            new_record(job, split.meta),
             fit_key=fkey,
             fit_seconds=fit_seconds,
             clean_auroc=clean_auroc,
@@ -114,11 +110,11 @@ def run_group(
             n_anomaly=int(split.test_is_anomaly.sum()),
         )
         try:
-            record.update(run_cell(job, key, detector, split, clean, store, progress))
+            record = dataclasses.replace(record, **run_cell(job, detector, split, clean, store, progress))
         except AttackNotApplicable as error:
-            record.update(status="not-applicable", error=str(error), robust_auroc=None)
+            record = dataclasses.replace(record, status="not-applicable", error=str(error))
         except Exception as error:
-            record = failed_record(record, error)
+            record = failed(record, error)
         store.append_record(record, part)
         result.records.append(record)
     return result
@@ -142,13 +138,13 @@ def prepare_detector(group: FitGroup, device: str, cache: CheckpointCache, force
 
 
 def run_cell(
-    job: EvalJob, key: str, detector: Any, split: Any, clean: np.ndarray, store: RunStore, progress: Progress
+    job: EvalJob, detector: Any, split: Any, clean: np.ndarray, store: RunStore, progress: Progress
 ) -> dict[str, Any]:
     """Attack the test set, score it (reusing the scores the attack tracked), save per-sample scores; returns the
     record's measured fields."""
     attack = job.build_attack()
     is_anomaly = split.test_is_anomaly
-    seed_key = job.seed_key()
+    seed_key = job.seed_key
 
     def attack_and_score() -> tuple[AttackResult, float, np.ndarray]:
         start = time.perf_counter()
@@ -164,7 +160,7 @@ def run_cell(
     x_adv = result.x_adv
     examples = example_indices(is_anomaly)
     store.save_scores(
-        key,
+        job.key,
         clean=clean,
         adv=adv,
         is_anomaly=is_anomaly.numpy(),

@@ -37,9 +37,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, Attack, AttackResult, OutOfBall, split_side
-from attacks.common import centre_and_spread
+from attacks.base import Attack, AttackResult
+from attacks.common import OutOfBall, centre_and_spread
+from attacks.registry import ATTACKS, split_side
 from bench.metrics import auroc
+from bench.store import Record
 
 MONOTONE_TOLERANCE = 0.005
 MASKING_TOLERANCE = 0.01
@@ -66,8 +68,6 @@ SCORE_MISMATCH = "score-mismatch"
 #: Flags only ``grid_flags`` gives: they depend on the other cells of a grid and are recomputed with it.
 GRID_ONLY_FLAGS = frozenset({NON_MONOTONE_EPS, GRADIENT_MASKING})
 
-#: Record fields that identify one (dataset, class, detector, seed) evaluation under one norm.
-CELL_FIELDS = ("dataset", "normal_class", "detector", "seed", "norm")
 #: Config fields holding an attack's iteration budget, in the order they are looked for.
 ITERATION_FIELDS = ("steps", "apgd_steps", "queries")
 
@@ -264,13 +264,13 @@ def zero_gradient_share(detector: Any, x: Tensor, *, batch_size: int = 256, limi
     return dead / index.numel()
 
 
-def grid_flags(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+def grid_flags(records: Iterable[Record]) -> dict[str, list[str]]:
     """Cross-cell checks; returns record key -> flags (only keys with flags), for the runner to merge."""
-    usable = [r for r in records if r.get("status", "ok") == "ok" and r.get("robust_auroc") is not None]
+    usable = [r for r in records if r.ok and r.robust_auroc is not None]
     flags: dict[str, list[str]] = defaultdict(list)
     for record in usable:
-        if float(record["eps"]) == 0 and abs(record["robust_auroc"] - record["clean_auroc"]) > EPS0_TOLERANCE:
-            flags[record["key"]].append(EPS0_MISMATCH)
+        if float(record.eps) == 0 and abs(record.robust_auroc - record.clean_auroc) > EPS0_TOLERANCE:
+            flags[record.key].append(EPS0_MISMATCH)
     for key in non_monotone_eps(usable):
         flags[key].append(NON_MONOTONE_EPS)
     for key in gradient_masking(usable) + masked_ensembles(usable):
@@ -278,48 +278,48 @@ def grid_flags(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     return {key: sorted(set(values)) for key, values in flags.items()}
 
 
-def non_monotone_eps(records: list[dict[str, Any]]) -> list[str]:
+def non_monotone_eps(records: list[Record]) -> list[str]:
     """Keys of records whose robust AUROC exceeds the lowest one at a smaller eps (or the clean AUROC) by the
     tolerance."""
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
-        groups[(*cell_of(record), record["attack"])].append(record)
+        groups[(*cell_of(record), record.attack)].append(record)
     flagged = []
     for group in groups.values():
-        group.sort(key=lambda r: float(r["eps"]))
-        lowest = min(r["clean_auroc"] for r in group)
+        group.sort(key=lambda r: float(r.eps))
+        lowest = min(r.clean_auroc for r in group)
         for record in group:
-            if record["robust_auroc"] > lowest + MONOTONE_TOLERANCE:
-                flagged.append(record["key"])
-            lowest = min(lowest, record["robust_auroc"])
+            if record.robust_auroc > lowest + MONOTONE_TOLERANCE:
+                flagged.append(record.key)
+            lowest = min(lowest, record.robust_auroc)
     return flagged
 
 
-def gradient_masking(records: list[dict[str, Any]]) -> list[str]:
+def gradient_masking(records: list[Record]) -> list[str]:
     """Keys of white-box and gradient-free records of cells where the gradient-free attack wins by the tolerance."""
-    groups: dict[tuple, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[tuple, dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        kind = attack_kind(record["attack"])
+        kind = attack_kind(record.attack)
         if kind is not None:
-            side = split_side(record["attack"])[1]
-            groups[(*cell_of(record), float(record["eps"]), side)][kind].append(record)
+            side = split_side(record.attack)[1]
+            groups[(*cell_of(record), float(record.eps), side)][kind].append(record)
     flagged = []
     for kinds in groups.values():
         white, free = kinds.get("white-box", []), kinds.get("gradient-free", [])
-        if white and free and gradient_free_wins([r["robust_auroc"] for r in white], [r["robust_auroc"] for r in free]):
-            flagged.extend(r["key"] for r in white + free)
+        if white and free and gradient_free_wins([r.robust_auroc for r in white], [r.robust_auroc for r in free]):
+            flagged.extend(r.key for r in white + free)
     return flagged
 
 
-def masked_ensembles(records: list[dict[str, Any]]) -> list[str]:
+def masked_ensembles(records: list[Record]) -> list[str]:
     """Keys of ensemble records (their ``members`` carry ``white_box``) whose gradient-free member wins."""
     flagged = []
     for record in records:
-        members = [m for m in record.get("members") or [] if "white_box" in m]
+        members = [m for m in record.members or [] if "white_box" in m]
         white = [m["robust_auroc"] for m in members if m["white_box"]]
         free = [m["robust_auroc"] for m in members if not m["white_box"]]
         if white and free and gradient_free_wins(white, free):
-            flagged.append(record["key"])
+            flagged.append(record.key)
     return flagged
 
 
@@ -333,14 +333,14 @@ def attack_kind(name: str) -> str | None:
     if name not in ATTACKS:
         return None
     cls = ATTACKS.get(name)
-    if getattr(cls, "ensemble", False):
+    if cls.ensemble:
         return None
     return "white-box" if cls.white_box else "gradient-free"
 
 
-def cell_of(record: dict[str, Any]) -> tuple:
-    """The evaluation a record belongs to, attack and budget aside."""
-    return tuple(str(record.get(field)) for field in CELL_FIELDS)
+def cell_of(record: Record) -> tuple[str, int, str, int, str]:
+    """The (dataset, class, detector, seed, norm) evaluation a record belongs to, attack and budget aside."""
+    return record.dataset, record.normal_class, record.detector, record.seed, record.norm
 
 
 def attack_steps(attack: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""The results folder: manifest.json, records.jsonl (one line per finished cell), per-sample scores.
+"""The results folder and its record type: manifest.json, records.jsonl (one ``Record`` per cell), per-sample scores.
 
 Every file is written atomically (temporary file + rename) and each record is appended with a single
 ``write`` on an O_APPEND descriptor, so a run killed at any moment leaves no partial file and loses no
@@ -8,22 +8,84 @@ both. A truncated last line (a kill in the middle of a write) is ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-RECORD_FIELDS = (
-    "dataset", "normal_class", "class_name", "detector", "seed", "attack", "norm", "eps", "clean_auroc",
-    "robust_auroc", "n_normal", "n_anomaly", "fit_seconds", "attack_seconds", "flags", "key", "fit_key",
-    "status", "error", "score_forwards", "score_backwards", "backbone_passes", "preset",
-)  # fmt: skip
+#: Version of the record layout written by this code. 1: the untyped dicts written before ``Record`` (they load:
+#: fields they lack take their defaults); 2: adds ``schema`` and ``seed_key``.
+SCHEMA_VERSION = 2
 
+
+@dataclass
+class Record:
+    """One cell of a run: what was evaluated (dataset, class, detector, seed, attack, budget), its numbers and flags.
+
+    Written by the runner (one per attack cell) and by the worst-case merge (``attack == "worst-case"``); AUROCs are
+    fractions. ``key`` hashes everything that determines the numbers, code versions included; ``seed_key`` is the
+    key without code versions (it seeds the attack, so a refactor does not move the random starts).
+    """
+
+    dataset: str
+    normal_class: int
+    detector: str
+    seed: int
+    attack: str
+    norm: str
+    eps: float
+    key: str
+    class_name: str = ""
+    preset: str = ""
+    status: str = "ok"  # ok | failed | not-applicable
+    error: str | None = None
+    flags: list[str] = field(default_factory=list)
+    clean_auroc: float | None = None
+    robust_auroc: float | None = None
+    n_normal: int | None = None
+    n_anomaly: int | None = None
+    fit_key: str | None = None
+    fit_seconds: float | None = None
+    attack_seconds: float | None = None
+    score_forwards: int | None = None
+    score_backwards: int | None = None
+    backbone_passes: int | None = None
+    steps: int | None = None
+    #: An ensemble's members, or a worst-case record's sources: [{attack, robust_auroc, share[, white_box]}].
+    members: list[dict[str, Any]] | None = None
+    skipped_members: list[dict[str, str]] | None = None
+    #: Keys of the cells a worst-case record was built from.
+    sources: list[str] | None = None
+    seed_key: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def finished(self) -> bool:
+        """Completed, or cannot apply (a failed cell is retried)."""
+        return self.status in FINISHED_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """A record from its JSON object; a schema-1 line (no ``schema``) takes defaults for the fields it lacks."""
+        values = {name: data[name] for name in RECORD_FIELDS if name in data}
+        return cls(**{"schema": 1, **values})
+
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
 
 #: ``not-applicable``: the attack needs something the detector does not expose (e.g. a feature bank).
 FINISHED_STATUSES = ("ok", "not-applicable")
@@ -49,10 +111,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def append_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write on an O_APPEND descriptor, then fsync."""
+def record_line(record: Record) -> str:
+    """A record as one JSON line."""
+    return json.dumps(record.to_dict(), sort_keys=True) + "\n"
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single write on an O_APPEND descriptor, then fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    line = line.encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -61,7 +128,7 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[Record]:
     """Records of one JSONL file, skipping a torn (unterminated or unparsable) line."""
     if not path.is_file():
         return []
@@ -70,8 +137,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.endswith("\n"):
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            out.append(Record.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, KeyError):
             continue
     return out
 
@@ -93,35 +160,25 @@ class RunStore:
         path = self.root / "manifest.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    def append_record(self, record: dict[str, Any], part: str | None = None) -> None:
+    def append_record(self, record: Record, part: str | None = None) -> None:
         """Append a finished cell's record (to ``parts/<part>.jsonl`` when workers must not share a file)."""
-        append_line(self.root / "parts" / f"{part}.jsonl" if part else self.records_path, record)
+        append_line(self.root / "parts" / f"{part}.jsonl" if part else self.records_path, record_line(record))
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         """All records, the latest per key winning (a retried cell replaces its failed record)."""
         paths = [self.records_path, *sorted((self.root / "parts").glob("*.jsonl"))]
-        latest: dict[str, dict[str, Any]] = {}
-        for path in paths:
-            for record in read_jsonl(path):
-                latest.pop(record["key"], None)
-                latest[record["key"]] = record
-        return list(latest.values())
+        return latest_per_key(record for path in paths for record in read_jsonl(path))
 
-    def finished_keys(self) -> set[str]:
-        """Keys of cells that completed or cannot apply (failed cells are retried)."""
-        return {r["key"] for r in self.records() if r.get("status", "ok") in FINISHED_STATUSES}
+    def has_parts(self) -> bool:
+        """Whether workers left part files not yet folded into records.jsonl."""
+        return any((self.root / "parts").glob("*.jsonl"))
 
-    def rewrite(self, records: list[dict[str, Any]]) -> None:
+    def rewrite(self, records: list[Record]) -> None:
         """Replace records.jsonl with ``records`` (atomically) and remove the parts folded into them."""
         parts = sorted((self.root / "parts").glob("*.jsonl"))
-        atomic_write_text(self.records_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        atomic_write_text(self.records_path, "".join(map(record_line, records)))
         for part in parts:
             part.unlink()
-
-    def consolidate(self) -> None:
-        """Fold parts/*.jsonl into records.jsonl (atomically) and remove the parts."""
-        if any((self.root / "parts").glob("*.jsonl")):
-            self.rewrite(self.records())
 
     def scores_path(self, key: str) -> Path:
         return self.root / "scores" / f"{key}.npz"
@@ -138,6 +195,16 @@ class RunStore:
             return {name: data[name] for name in data.files if names is None or name in names}
 
 
-def load_records(run_dir: str | Path) -> list[dict[str, Any]]:
+def latest_per_key(records: Iterable[Record]) -> list[Record]:
+    """One record per key, the latest winning (a retried cell replaces its failed record), in first-seen order of
+    the winners' last write."""
+    latest: dict[str, Record] = {}
+    for record in records:
+        latest.pop(record.key, None)
+        latest[record.key] = record
+    return list(latest.values())
+
+
+def load_records(run_dir: str | Path) -> list[Record]:
     """The records of the run folder ``run_dir``."""
     return RunStore(run_dir).records()

@@ -7,7 +7,6 @@ Everything is regenerated from the run's records (and, for score plots, its per-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bench.errors import UsageError
 from bench.report.console import console_table
@@ -17,12 +16,12 @@ from bench.report.latex import render_leaderboard_tex, render_macros, render_per
 from bench.report.markdown import render_markdown
 from bench.report.model import Leaderboard, build_leaderboard
 from bench.report.plots import write_plots
-from bench.store import RunStore, atomic_write_text, load_records
+from bench.store import Record, RunStore, atomic_write_text, load_records
 
 __all__ = ["Leaderboard", "build_leaderboard", "console_table", "write_reports"]
 
 
-def write_reports(run_dir: str | Path, records: list[dict[str, Any]] | None = None) -> list[Path]:
+def write_reports(run_dir: str | Path, records: list[Record] | None = None) -> list[Path]:
     """Write every report of the run folder ``run_dir``; returns the paths written.
 
     Args:

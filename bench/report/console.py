@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from bench.report.model import FLAG_MARK, build_leaderboard, describe_flag, format_cell
+from bench.store import Record
 
 RANK_STYLES = {1: "bold", 2: "underline"}
 
 
-def console_table(records: list[dict[str, Any]], title: str = "AUROC (%)") -> RenderableType:
+def console_table(records: list[Record], title: str = "AUROC (%)") -> RenderableType:
     """A rich Table: a row per detector, per dataset Clean, worst-case and one column per attack budget; best bold,
     second underlined, flagged cells marked; under it, each flag explained on one line."""
     board = build_leaderboard(records)

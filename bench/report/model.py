@@ -22,6 +22,7 @@ from bench.metrics import (
     attack_key,
     passes_per_image,
 )
+from bench.store import Record
 
 #: What each sanity flag (bench/sanity.py) means, for legends and tooltips; unknown flags are shown by name.
 FLAG_DESCRIPTIONS = {
@@ -159,9 +160,9 @@ def column_labels(attacks: list[tuple[str, str, float]]) -> list[str]:
     return [" ".join([name, *([norm] if several_norms else []), format_eps(eps)]) for name, norm, eps in attacks]
 
 
-def build_table(dataset: str, records: list[dict[str, Any]]) -> DatasetTable:
+def build_table(dataset: str, records: list[Record]) -> DatasetTable:
     """One dataset's table from its records."""
-    detectors = sorted({r["detector"] for r in records})
+    detectors = sorted({r.detector for r in records})
     attacks = sorted({attack_key(r) for r in records}, key=column_order)
     columns = [Column("Clean"), *(Column(lbl, a) for lbl, a in zip(column_labels(attacks), attacks, strict=True))]
     clean, robust, members = aggregate_clean(records), aggregate_robust(records), aggregate_members(records)
@@ -180,16 +181,16 @@ def build_table(dataset: str, records: list[dict[str, Any]]) -> DatasetTable:
     return DatasetTable(dataset, detectors, columns, cells, passes, member_cells)
 
 
-def build_leaderboard(records: list[dict[str, Any]], manifest: dict[str, Any] | None = None) -> Leaderboard:
+def build_leaderboard(records: list[Record], manifest: dict[str, Any] | None = None) -> Leaderboard:
     """The leaderboard of a run's records (datasets in first-seen order, detectors sorted)."""
     manifest = manifest or {}
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    tables = [build_table(ds, [r for r in records if r["dataset"] == ds]) for ds in datasets]
-    n_seeds = len({r["seed"] for r in records})
-    preset = manifest.get("preset") or next((r.get("preset") for r in records if r.get("preset")), "")
+    datasets = list(dict.fromkeys(r.dataset for r in records))
+    tables = [build_table(ds, [r for r in records if r.dataset == ds]) for ds in datasets]
+    n_seeds = len({r.seed for r in records})
+    preset = manifest.get("preset") or next((r.preset for r in records if r.preset), "")
     return Leaderboard(
         tables=tables,
-        detectors=sorted({r["detector"] for r in records}),
+        detectors=sorted({r.detector for r in records}),
         n_seeds=n_seeds,
         run_key=str(manifest.get("run_key") or ""),
         preset=str(preset or ""),

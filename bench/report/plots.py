@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,7 +15,7 @@ from matplotlib.figure import Figure
 
 from bench.config import format_eps
 from bench.metrics import WORST_CASE, aggregate_clean, aggregate_robust
-from bench.store import RunStore
+from bench.store import Record, RunStore
 
 MAX_EXAMPLES = 4
 
@@ -39,10 +38,10 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_robust_vs_eps(records: list[dict[str, Any]], dataset: str, path: Path) -> Path:
+def plot_robust_vs_eps(records: list[Record], dataset: str, path: Path) -> Path:
     """Robust AUROC (%) against eps, one panel per (attack, norm) (worst-case first), one line per detector; eps 0 =
     clean AUROC."""
-    records = [r for r in records if r["dataset"] == dataset]
+    records = [r for r in records if r.dataset == dataset]
     robust, clean = aggregate_robust(records), aggregate_clean(records)
     panels = sorted({(a, n) for (_, _, (a, n, _)) in robust}, key=lambda panel: (panel[0] != WORST_CASE, panel))
     fig, axes = _figure(1, max(len(panels), 1), (4.5 * max(len(panels), 1), 3.4))
@@ -66,31 +65,31 @@ def plot_robust_vs_eps(records: list[dict[str, Any]], dataset: str, path: Path) 
     return _save(fig, path)
 
 
-def _representative_cells(records: list[dict[str, Any]], store: RunStore) -> dict[str, list[dict[str, Any]]]:
+def _representative_cells(records: list[Record], store: RunStore) -> dict[str, list[Record]]:
     """Per detector, one ok record with saved scores per (dataset, attack, norm): first class and seed, largest eps."""
-    chosen: dict[tuple, dict[str, Any]] = {}
+    chosen: dict[tuple, Record] = {}
     order = sorted(
-        (r for r in records if r.get("status", "ok") == "ok" and store.scores_path(r["key"]).is_file()),
-        key=lambda r: (r["normal_class"], r["seed"], -float(r["eps"])),
+        (r for r in records if r.ok and store.scores_path(r.key).is_file()),
+        key=lambda r: (r.normal_class, r.seed, -float(r.eps)),
     )
     for record in order:
-        chosen.setdefault((record["detector"], record["dataset"], record["attack"], record.get("norm")), record)
-    by_detector: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        chosen.setdefault((record.detector, record.dataset, record.attack, record.norm), record)
+    by_detector: dict[str, list[Record]] = defaultdict(list)
     for (detector, *_), record in sorted(chosen.items(), key=lambda item: tuple(map(str, item[0]))):
         by_detector[detector].append(record)
     return by_detector
 
 
-def _cell_title(record: dict[str, Any]) -> str:
-    name = record.get("class_name") or record["normal_class"]
-    return f"{record['dataset']}/{name} {record['attack']} eps={format_eps(float(record['eps']))} seed={record['seed']}"
+def _cell_title(record: Record) -> str:
+    name = record.class_name or record.normal_class
+    return f"{record.dataset}/{name} {record.attack} eps={format_eps(float(record.eps))} seed={record.seed}"
 
 
-def plot_score_histograms(detector: str, cells: list[dict[str, Any]], store: RunStore, path: Path) -> Path:
+def plot_score_histograms(detector: str, cells: list[Record], store: RunStore, path: Path) -> Path:
     """Clean vs adversarial score histograms of normals and anomalies, one panel per representative cell."""
     fig, axes = _figure(len(cells), 1, (6, 2.6 * len(cells)))
     for ax, record in zip(axes[:, 0], cells, strict=True):
-        data = store.load_scores(record["key"])
+        data = store.load_scores(record.key)
         anomaly = data["is_anomaly"].astype(bool)
         scores = np.concatenate([data["clean"], data["adv"]]).astype(np.float64)
         bins = np.histogram_bin_edges(scores[np.isfinite(scores)], bins=30)
@@ -111,10 +110,10 @@ def _to_display(images: np.ndarray) -> np.ndarray:
     return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
 
 
-def plot_examples(detector: str, cells: list[dict[str, Any]], store: RunStore, path: Path) -> Path | None:
+def plot_examples(detector: str, cells: list[Record], store: RunStore, path: Path) -> Path | None:
     """For the first representative cell with examples: rows clean, adversarial and amplified difference."""
     for record in cells:
-        data = store.load_scores(record["key"])
+        data = store.load_scores(record.key)
         if len(data.get("examples_clean", ())) and len(data.get("examples_adv", ())):
             break
     else:
@@ -138,12 +137,12 @@ def plot_examples(detector: str, cells: list[dict[str, Any]], store: RunStore, p
     return _save(fig, path)
 
 
-def write_plots(records: list[dict[str, Any]], run_dir: Path) -> list[Path]:
+def write_plots(records: list[Record], run_dir: Path) -> list[Path]:
     """Every plot of a run into ``run_dir/plots``; score plots only for cells whose scores file exists."""
     out_dir, store = run_dir / "plots", RunStore(run_dir)
     written = []
-    for dataset in dict.fromkeys(r["dataset"] for r in records):
-        if any(r["dataset"] == dataset and r.get("robust_auroc") is not None for r in records):
+    for dataset in dict.fromkeys(r.dataset for r in records):
+        if any(r.dataset == dataset and r.robust_auroc is not None for r in records):
             written.append(plot_robust_vs_eps(records, dataset, out_dir / f"robust_vs_eps_{safe_name(dataset)}.png"))
     for detector, cells in _representative_cells(records, store).items():
         written.append(plot_score_histograms(detector, cells, store, out_dir / f"scores_{safe_name(detector)}.png"))

@@ -14,7 +14,7 @@ import test_executors_toys  # noqa: F401  (registers the toys)
 
 from bench.config import RunConfig
 from bench.session import run_benchmark
-from bench.store import RunStore
+from bench.store import Record, RunStore
 
 TIMING_FIELDS = {"fit_seconds", "attack_seconds"}
 
@@ -29,8 +29,8 @@ def grid(out: Path, **overrides) -> RunConfig:
     return cfg
 
 
-def numbers(records: list[dict]) -> dict[str, dict]:
-    return {r["key"]: {k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records}
+def numbers(records: list[Record]) -> dict[str, dict]:
+    return {r.key: {k: v for k, v in r.to_dict().items() if k not in TIMING_FIELDS} for r in records}
 
 
 def test_slurm_on_submitit_local_cluster_equals_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from bench.report.html_page import render_html
 from bench.report.model import build_leaderboard
+from bench.store import Record
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="needs chromium (apt-get install chromium)")
@@ -122,17 +123,17 @@ class PipeBrowser:
         os.close(self._from_browser)
 
 
-def records() -> list[dict]:
+def records() -> list[Record]:
     """Three detectors whose clean, robust and alphabetical orders all differ, and one whose cell failed."""
     values = {"alpha": (0.99, 0.30), "beta": (0.50, 0.90), "gamma": (0.70, 0.60), "delta": (None, None)}
     out = []
     for detector, (clean, robust) in values.items():
-        out.append({
-            "dataset": "digits", "normal_class": 0, "class_name": "0", "detector": detector, "seed": 0,
-            "attack": "pgd", "norm": "linf", "eps": 4 / 255, "clean_auroc": clean, "robust_auroc": robust,
-            "flags": ["zero-gradients"] if detector == "gamma" else [], "key": detector,
-            "status": "ok" if robust is not None else "failed",
-        })  # fmt: skip
+        out.append(Record(
+            dataset="digits", normal_class=0, class_name="0", detector=detector, seed=0, attack="pgd", norm="linf",
+            eps=4 / 255, clean_auroc=clean, robust_auroc=robust,
+            flags=["zero-gradients"] if detector == "gamma" else [], key=detector,
+            status="ok" if robust is not None else "failed",
+        ))  # fmt: skip
     return out
 
 

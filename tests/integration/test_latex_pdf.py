@@ -13,6 +13,7 @@ from matplotlib.image import imread
 
 from bench.report.latex import render_leaderboard_tex, render_macros, render_perclass_tex
 from bench.report.model import build_leaderboard
+from bench.store import Record
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("pdflatex", "pdftotext", "pdftoppm")),
@@ -33,18 +34,18 @@ Macro check: \aBOneZeroZeroDigitsPgdFourOverTwoFiveFiveRobust{} and \deepSvddDig
 """
 
 
-def records() -> list[dict]:
+def records() -> list[Record]:
     """Two detectors with LaTeX-hostile names, two classes, two seeds, one flagged cell."""
     out = []
     for detector, clean, robust in (("deep_svdd", 0.9, 0.3124), ("a&b 100%", 0.95, 0.8126)):
         for cls in (0, 1):
             for seed in (0, 1):
-                out.append({
-                    "dataset": "digits", "normal_class": cls, "class_name": f"c_{cls}", "detector": detector,
-                    "seed": seed, "attack": "pgd", "norm": "linf", "eps": 4 / 255, "clean_auroc": clean,
-                    "robust_auroc": robust + 0.01 * seed, "flags": ["zero-gradients"] if "svdd" in detector else [],
-                    "key": f"{detector}{cls}{seed}", "status": "ok", "n_normal": 10, "n_anomaly": 10,
-                })  # fmt: skip
+                out.append(Record(
+                    dataset="digits", normal_class=cls, class_name=f"c_{cls}", detector=detector, seed=seed,
+                    attack="pgd", norm="linf", eps=4 / 255, clean_auroc=clean, robust_auroc=robust + 0.01 * seed,
+                    flags=["zero-gradients"] if "svdd" in detector else [], key=f"{detector}{cls}{seed}",
+                    n_normal=10, n_anomaly=10,
+                ))  # fmt: skip
     return out
 
 

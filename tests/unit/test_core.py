@@ -14,7 +14,7 @@ from bench.config import format_eps, parse_eps
 from bench.errors import UsageError
 from bench.hashing import stable_hash
 from bench.registry import Registry
-from bench.store import RunStore, read_jsonl
+from bench.store import Record, RunStore, read_jsonl
 
 
 @pytest.fixture
@@ -71,31 +71,58 @@ def test_stable_hash_depends_on_every_field() -> None:
     assert stable_hash(base) != stable_hash({**base, "c": {"d": 0.5000001}})
 
 
+def record(key: str, status: str = "ok", **fields) -> Record:
+    """A minimal record of one cell."""
+    return Record("digits", 0, "deepsvdd", 0, "pgd", "linf", 4 / 255, key, status=status, **fields)
+
+
 def test_store_appends_and_latest_record_wins(tmp_path) -> None:
     store = RunStore(tmp_path)
-    store.append_record({"key": "a", "status": "failed"})
-    store.append_record({"key": "b", "status": "ok"})
-    store.append_record({"key": "a", "status": "ok", "v": 1})
-    assert {r["key"]: r["status"] for r in store.records()} == {"a": "ok", "b": "ok"}
-    assert store.finished_keys() == {"a", "b"}
+    store.append_record(record("a", "failed"))
+    store.append_record(record("b"))
+    store.append_record(record("a", robust_auroc=0.5))
+    assert {r.key: r.status for r in store.records()} == {"a": "ok", "b": "ok"}
+    assert {r.key for r in store.records() if r.finished} == {"a", "b"}
 
 
 def test_store_ignores_a_torn_last_line(tmp_path) -> None:
     store = RunStore(tmp_path)
-    store.append_record({"key": "a", "status": "ok"})
+    store.append_record(record("a"))
     with open(store.records_path, "a") as fh:
         fh.write('{"key": "b", "sta')
-    assert [r["key"] for r in store.records()] == ["a"]
+    assert [r.key for r in store.records()] == ["a"]
 
 
-def test_store_parts_are_merged_and_consolidated(tmp_path) -> None:
+def test_store_parts_are_merged_and_folded_by_a_rewrite(tmp_path) -> None:
     store = RunStore(tmp_path)
-    store.append_record({"key": "a", "status": "ok"})
-    store.append_record({"key": "b", "status": "ok"}, part="job1")
-    assert {r["key"] for r in store.records()} == {"a", "b"}
-    store.consolidate()
-    assert not list((tmp_path / "parts").glob("*.jsonl"))
-    assert {r["key"] for r in read_jsonl(store.records_path)} == {"a", "b"}
+    store.append_record(record("a"))
+    store.append_record(record("b"), part="job1")
+    assert {r.key for r in store.records()} == {"a", "b"} and store.has_parts()
+    store.rewrite(store.records())
+    assert not store.has_parts()
+    assert {r.key for r in read_jsonl(store.records_path)} == {"a", "b"}
+
+
+def test_schema_1_records_load_with_defaults(tmp_path) -> None:
+    """A records.jsonl line written before the typed Record (no schema, fewer fields, an unknown one) loads."""
+    old = {
+        "dataset": "digits",
+        "normal_class": 1,
+        "detector": "ae",
+        "seed": 0,
+        "attack": "fgsm",
+        "norm": "linf",
+        "eps": 0.0078,
+        "key": "k",
+        "status": "ok",
+        "flags": ["not-converged"],
+        "robust_auroc": 0.4,
+        "extra": 1,
+    }
+    (tmp_path / "records.jsonl").write_text(json.dumps(old) + "\n")
+    (loaded,) = RunStore(tmp_path).records()
+    assert (loaded.schema, loaded.robust_auroc, loaded.flags, loaded.members) == (1, 0.4, ["not-converged"], None)
+    assert Record.from_dict(loaded.to_dict()) == loaded
 
 
 def test_store_scores_round_trip_and_leave_no_temporary_files(tmp_path) -> None:
@@ -166,5 +193,6 @@ def test_code_version_covers_the_base_classes_a_detector_inherits_from() -> None
     names = {name: {p.name for p in DETECTORS.get(name).source_files()} for name in ("at-deepsvdd", "apae", "cobra")}
     assert {"at_deepsvdd.py", "deepsvdd.py"} <= names["at-deepsvdd"]
     assert {"apae.py", "ae.py"} <= names["apae"]
-    assert {"cobra.py", "csi.py", "augment.py", "nets.py", "base.py"} <= names["cobra"]  # found from the imports
+    cobra_modules = {"cobra.py", "csi.py", "augment.py", "contrastive.py", "adversarial.py", "nets.py", "base.py"}
+    assert cobra_modules <= names["cobra"]  # found from the imports
     assert "augment.py" not in names["apae"]  # a module the detector does not use is not part of its version

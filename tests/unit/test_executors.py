@@ -12,20 +12,15 @@ import torch
 from bench.cache import CheckpointCache
 from bench.config import RunConfig
 from bench.errors import UsageError
-from bench.executors import (
-    SlurmExecutor,
-    create_executor,
-    parse_devices,
-    parse_slurm_time,
-    physical_gpu,
-    pinned_threads,
-    registry_modules,
-)
-from bench.grid import build_grid
+from bench.executors import create_executor
+from bench.executors.base import registry_modules
+from bench.executors.devices import parse_devices, physical_gpu, pinned_threads
+from bench.executors.slurm import SlurmExecutor, parse_slurm_time
+from bench.grid import build_grid, cell_keys
 from bench.history import TimingHistory
 from bench.plan import CACHED, TO_FIT, format_plan, longest_first, makespan, plan_groups
 from bench.session import run_benchmark
-from bench.store import RunStore
+from bench.store import Record, RunStore
 
 TIMING_FIELDS = {"fit_seconds", "attack_seconds"}
 
@@ -47,12 +42,16 @@ def toy_config(tmp_path: Path, detectors: list[str], classes: list[int], **overr
     return cfg
 
 
-def numbers(records: list[dict]) -> dict[str, dict]:
+def numbers(records: list[Record]) -> dict[str, dict]:
     """Records by key without the wall-clock fields."""
-    return {r["key"]: {k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records}
+    return {r.key: {k: v for k, v in r.to_dict().items() if k not in TIMING_FIELDS} for r in records}
 
 
-def run(cfg: RunConfig) -> tuple[int, list[dict]]:
+def finished(store: RunStore) -> set[str]:
+    return {r.key for r in store.records() if r.finished}
+
+
+def run(cfg: RunConfig) -> tuple[int, list[Record]]:
     code = run_benchmark(cfg, [])
     return code, RunStore(cfg.out).records()
 
@@ -115,17 +114,17 @@ def test_plan_counts_cached_fits_finished_cells_and_orders_longest_first(tmp_pat
     history = TimingHistory(tmp_path / "h.json")
     history.add_fit("exec-toy-nan", "digits", "quick", 10.0)
     history.add_attack("exec-toy-nan", "digits", "quick", "pgd", 1.0)
-    planned = plan_groups(groups, store, history=history, cache=CheckpointCache())
+    planned = plan_groups(groups, finished(store), history=history, cache=CheckpointCache())
     assert [p.fit for p in planned] == [TO_FIT] * 4 and all(len(p.todo) == 1 for p in planned)
     assert [p.seconds for p in planned] == [None, 11.0, None, 11.0]  # classes outer, detectors inner
     assert [p.group.fit.detector for p in longest_first(planned)][-1] == "exec-toy-nan"  # unknown ones first
     assert run_benchmark(toy_config(tmp_path, ["exec-toy"], [0]), []) == 0  # fits and finishes class 0
-    planned = plan_groups(groups, store, history=history, cache=CheckpointCache())
+    planned = plan_groups(groups, finished(store), history=history, cache=CheckpointCache())
     assert not planned[0].todo and longest_first(planned)[0].group.fit.label == "digits/2 exec-toy seed 0"
     text = format_plan(planned, workers=2)
     assert "0 cached" in text and "1 with nothing left" in text and "1 finished, 3 to run" in text
     wider = build_grid(toy_config(tmp_path, ["exec-toy"], [0], eps=[4 / 255, 8 / 255]))
-    planned = plan_groups(wider, store, history=history, cache=CheckpointCache())
+    planned = plan_groups(wider, finished(store), history=history, cache=CheckpointCache())
     assert planned[0].fit == CACHED and planned[0].finished == 1 and len(planned[0].todo) == 1
 
 
@@ -133,16 +132,16 @@ def test_nan_class_fails_one_record_and_rerun_retries_only_it(tmp_path: Path, fr
     cfg = toy_config(tmp_path, ["exec-toy-nan"], [0, 1, 2])
     code, records = run(cfg)
     assert code == 1
-    failed = [r for r in records if r["status"] == "failed"]
+    failed = [r for r in records if r.status == "failed"]
     assert len(records) == 6 and len(failed) == 2  # 3 cells and their worst cases (the failed cell's has no number)
-    assert {r["attack"] for r in failed} == {"pgd", "worst-case"}
-    assert failed[0]["normal_class"] == toys.BAD_CLASS and "NaN" in failed[0]["error"]
+    assert {r.attack for r in failed} == {"pgd", "worst-case"}
+    assert failed[0].normal_class == toys.BAD_CLASS and "NaN" in failed[0].error
     manifest = json.loads((Path(cfg.out) / "manifest.json").read_text())
     assert manifest["executor"] == {"name": "serial", "devices": ["cpu"], "threads": 1}
-    ok_before = {r["key"]: r for r in records if r["status"] == "ok"}
+    ok_before = {r.key: r for r in records if r.status == "ok"}
     code, records = run(cfg)  # the failed cell is retried (and fails again); finished cells are not recomputed
     assert code == 1
-    assert {r["key"]: r for r in records if r["status"] == "ok"} == ok_before
+    assert {r.key: r for r in records if r.status == "ok"} == ok_before
     lines = (Path(cfg.out) / "records.jsonl").read_text().splitlines()
     assert len(lines) == 7  # the retried cell is appended; the worst cases, unchanged, are not rewritten
 
@@ -151,8 +150,8 @@ def test_out_of_memory_halves_attack_batch_until_it_fits(tmp_path: Path, fresh_c
     cfg = toy_config(tmp_path, ["exec-toy-oom"], [0])
     code, records = run(cfg)
     assert code == 0, records
-    assert records[0]["status"] == "ok" and records[0]["robust_auroc"] is not None
-    assert records[0]["score_backwards"] > 0
+    assert records[0].status == "ok" and records[0].robust_auroc is not None
+    assert records[0].score_backwards > 0
 
 
 def test_registry_modules_name_the_toy_module(tmp_path: Path) -> None:
@@ -171,12 +170,12 @@ def test_local_cpu_cpu_equals_serial_and_a_killed_worker_fails_only_its_cells(
     cfg = toy_config(tmp_path / "local", detectors, [0, 1], executor="local", devices=["cpu", "cpu"])
     code, local = run(cfg)
     assert code == 1
-    by_detector = {(r["detector"], r["normal_class"], r["attack"]): r for r in local}
+    by_detector = {(r.detector, r.normal_class, r.attack): r for r in local}
     crashed = by_detector.pop(("exec-toy-crash", toys.BAD_CLASS, "pgd"))
-    assert crashed["status"] == "failed" and "SIGKILL" in crashed["error"] and "worker on cpu" in crashed["error"]
-    assert by_detector.pop(("exec-toy-crash", toys.BAD_CLASS, "worst-case"))["status"] == "failed"
-    assert all(r["status"] == "ok" for r in by_detector.values())
-    toy_records = [r for r in local if r["detector"] == "exec-toy"]
+    assert crashed.status == "failed" and "SIGKILL" in crashed.error and "worker on cpu" in crashed.error
+    assert by_detector.pop(("exec-toy-crash", toys.BAD_CLASS, "worst-case")).status == "failed"
+    assert all(r.status == "ok" for r in by_detector.values())
+    toy_records = [r for r in local if r.detector == "exec-toy"]
     assert numbers(toy_records) == numbers(serial)
     history = TimingHistory()
     assert history.fit_seconds("exec-toy", "digits", "quick") is not None
@@ -187,10 +186,12 @@ def test_attack_seed_survives_code_changes_that_move_the_cell_key(
 ) -> None:
     (group,) = build_grid(toy_config(tmp_path, ["exec-toy"], [0]))
     job = group.evals[0]
-    seed_key, key = job.seed_key(), job.key()
+    config = json.loads(job.attack_config)
+    assert cell_keys(group.fit.spec, job.attack, config, job.code) == (job.key, job.seed_key)
     edited = dict(group.fit.spec, code="edited")  # what any edit of the detector's files does to the spec
-    monkeypatch.setitem(group.fit.__dict__, "spec", edited)
-    assert job.key(edited) != key, "the cache key must see the edit"
-    assert job.seed_key() == seed_key, "the attack's random start must not"
+    key, seed_key = cell_keys(edited, job.attack, config, job.code)
+    assert key != job.key, "the cache key must see the edit"
+    assert seed_key == job.seed_key, "the attack's random start must not"
+    assert cell_keys(group.fit.spec, job.attack, config, "edited")[1] == job.seed_key
     other_eps = build_grid(toy_config(tmp_path, ["exec-toy"], [0], eps=[8 / 255]))[0].evals[0]
-    assert other_eps.seed_key() != seed_key
+    assert other_eps.seed_key != job.seed_key

@@ -14,10 +14,12 @@ import torch
 
 from bench.config import RunConfig
 from bench.data import load_split
-from bench.executors import create_executor, visible_gpus
+from bench.executors import create_executor
+from bench.executors.devices import visible_gpus
 from bench.grid import build_grid
 from bench.store import RunStore
 from detectors import Detector, create_detector, register_detector
+from detectors.base import split_options
 from detectors.deepsvdd import DeepSVDD
 
 pytestmark = pytest.mark.gpu
@@ -58,8 +60,8 @@ def test_local_executor_runs_one_worker_per_gpu_and_fits_on_it(tmp_path: Path, m
     store = RunStore(cfg.out)
     results = executor.run(build_grid(cfg), store)
     records = [r for result in results for r in result.records]
-    assert len(records) == len(classes) and all(r["status"] == "ok" for r in records)
-    assert all(r["eps"] == 4 / 255 for r in records)
+    assert len(records) == len(classes) and all(r.ok for r in records)
+    assert all(r.eps == 4 / 255 for r in records)
     lines = [line.split() for line in log.read_text().splitlines()]
     assert len(lines) == len(classes)
     assert all(fit == "cuda:0" and param == "cuda:0" for _, fit, param in lines)  # each worker sees its one GPU
@@ -72,7 +74,7 @@ def test_local_executor_runs_one_worker_per_gpu_and_fits_on_it(tmp_path: Path, m
 def test_cobra_fits_and_scores_on_the_gpu_like_on_the_cpu():
     split = load_split("digits", 0, max_test=40)
     options = {"epochs": 1, "width": 8, "blocks": [1, 1, 1, 1], "score_samples": 1, "attack_steps": 1, "max_train": 64}
-    det = create_detector("cobra", preset=None, meta=split.meta, **options)
+    det = create_detector("cobra", **split_options("cobra", split.meta), **options)
     det.fit(split.train, device="cuda", generator=torch.Generator().manual_seed(0))
     assert det.device.type == "cuda"
     scores = det.score_batched(split.test)
@@ -80,7 +82,7 @@ def test_cobra_fits_and_scores_on_the_gpu_like_on_the_cpu():
     x = split.test[:8].cuda().requires_grad_(True)
     (grad,) = torch.autograd.grad(det.score(x).sum(), x)
     assert grad.abs().sum() > 0
-    cpu = create_detector("cobra", preset=None, meta=split.meta, **options)
+    cpu = create_detector("cobra", **split_options("cobra", split.meta), **options)
     cpu.setup(tuple(split.train.shape[1:]))
     cpu.load_state_dict({k: v.cpu() for k, v in det.state_dict().items()})
     cpu.eval()

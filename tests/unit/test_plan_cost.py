@@ -12,7 +12,6 @@ from bench.config import config_from_preset
 from bench.grid import build_grid
 from bench.history import TimingHistory
 from bench.plan import PassCostModel, PassRates, format_plan, measure_rates, plan_groups
-from bench.store import RunStore
 from detectors import create_detector
 
 RATES = PassRates(train=100.0, forward=400.0)
@@ -24,7 +23,7 @@ def fixed_rates(monkeypatch):
 
 
 def built(name: str, **options):
-    det = create_detector(name, preset=None, width=4, blocks=[1, 1, 1, 1], score_samples=2, epochs=3, **options)
+    det = create_detector(name, width=4, blocks=[1, 1, 1, 1], score_samples=2, epochs=3, **options)
     det.setup((1, 8, 8))
     return det
 
@@ -56,7 +55,7 @@ def test_plan_marks_pass_count_estimates_and_lists_the_rates(tmp_path, fixed_rat
     cfg.datasets, cfg.detectors, cfg.classes = ["digits"], ["cobra", "deepsvdd"], {"digits": [0]}
     groups = build_grid(cfg)
     history = TimingHistory(tmp_path / "history.json")
-    planned = plan_groups(groups, RunStore(tmp_path / "run"), history=history, cache=CheckpointCache(tmp_path / "c"))
+    planned = plan_groups(groups, set(), history=history, cache=CheckpointCache(tmp_path / "c"))
     cobra, deepsvdd = planned
     assert cobra.costs is not None and cobra.seconds > 0 and deepsvdd.seconds is None
     text = format_plan(planned, workers=1)
@@ -67,7 +66,7 @@ def test_paper_preset_grid_is_fmnist_ten_classes_with_pgd_1000_at_4_over_255():
     cfg = config_from_preset("paper")
     from bench.cli import select_detectors
 
-    cfg.detectors = select_detectors(cfg.detectors, "paper")
+    cfg.detectors = select_detectors(cfg.detectors, cfg.detector_options)
     groups = [g for g in build_grid(cfg) if g.fit.detector == "cobra"]
     assert sorted(g.fit.normal_class for g in groups) == list(range(10))
     jobs = [job for g in groups for job in g.evals]

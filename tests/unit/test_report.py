@@ -13,50 +13,50 @@ from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
 from bench import sanity
+from bench.cli import main
 from bench.metrics import aggregate_clean, aggregate_robust, bootstrap_auroc_ci
 from bench.report import build_leaderboard, console_table, write_reports
-from bench.report.commands import report_command
 from bench.report.latex import latex_escape, macro_name
 from bench.report.model import FLAG_DESCRIPTIONS
-from bench.store import RunStore
+from bench.store import Record, RunStore
 
 PGD = ("pgd", "linf", 4 / 255)
 
 
 def make_record(dataset="digits", cls=0, detector="cobra", seed=0, attack="pgd", eps=4 / 255, clean=0.9, robust=0.5,
-                flags=(), status="ok", n=(20, 20)):  # fmt: skip
-    """One record with every store field."""
+                flags=(), status="ok", n=(20, 20)) -> Record:  # fmt: skip
+    """One record with every field a single-attack cell fills."""
     key = f"{dataset}-{cls}-{detector}-{seed}-{attack}-{eps:.6f}".replace("/", "_")
-    return {
-        "dataset": dataset, "normal_class": cls, "class_name": f"class {cls}", "detector": detector, "seed": seed,
-        "attack": attack, "norm": "linf", "eps": eps, "clean_auroc": clean if status == "ok" else None,
-        "robust_auroc": robust if status == "ok" else None, "n_normal": n[0], "n_anomaly": n[1],
-        "fit_seconds": 1.0, "attack_seconds": 2.0, "flags": list(flags), "key": key, "fit_key": key[:-9],
-        "status": status, "error": None if status == "ok" else "boom", "score_forwards": 10, "score_backwards": 10,
-        "backbone_passes": 400, "preset": "quick",
-    }  # fmt: skip
+    return Record(
+        dataset=dataset, normal_class=cls, class_name=f"class {cls}", detector=detector, seed=seed, attack=attack,
+        norm="linf", eps=eps, clean_auroc=clean if status == "ok" else None,
+        robust_auroc=robust if status == "ok" else None, n_normal=n[0], n_anomaly=n[1], fit_seconds=1.0,
+        attack_seconds=2.0, flags=list(flags), key=key, fit_key=key[:-9], status=status,
+        error=None if status == "ok" else "boom", score_forwards=10, score_backwards=10, backbone_passes=400,
+        preset="quick",
+    )  # fmt: skip
 
 
-def write_run(run_dir: Path, records: list[dict], with_scores: bool = True) -> Path:
+def write_run(run_dir: Path, records: list[Record], with_scores: bool = True) -> Path:
     """A results folder holding ``records`` and, for ok cells, seeded per-sample scores and example images."""
     store = RunStore(run_dir)
     store.write_manifest({"run_key": "run_ab12", "preset": "quick", "command": "run_bench.py --preset quick"})
     gen = torch.Generator().manual_seed(0)
     for record in records:
         store.append_record(record)
-        if with_scores and record["status"] == "ok":
-            n_normal, n_anomaly = record["n_normal"], record["n_anomaly"]
+        if with_scores and record.ok:
+            n_normal, n_anomaly = record.n_normal, record.n_anomaly
             labels = np.r_[np.zeros(n_normal, bool), np.ones(n_anomaly, bool)]
             clean = torch.randn(n_normal + n_anomaly, generator=gen).numpy() + 2.0 * labels
             adv = clean + np.where(labels, -1.5, 1.5)
             images = torch.rand(3, 3, 8, 8, generator=gen).numpy()
             adv_images = np.clip(images + (4 / 255) * np.sign(torch.randn(3, 3, 8, 8, generator=gen).numpy()), 0, 1)
             examples = {"examples_clean": images.astype(np.float16), "examples_adv": adv_images.astype(np.float16)}
-            store.save_scores(record["key"], clean=clean, adv=adv, is_anomaly=labels, **examples)
+            store.save_scores(record.key, clean=clean, adv=adv, is_anomaly=labels, **examples)
     return run_dir
 
 
-def grid_records() -> list[dict]:
+def grid_records() -> list[Record]:
     """2 datasets x 2 classes x 3 detectors x 2 seeds x (pgd at two eps + apgd), with one flagged detector."""
     records = []
     values = {"cobra": (0.95, 0.80), "deep_svdd": (0.90, 0.30), "patch%core": (0.99, 0.15)}
@@ -75,7 +75,7 @@ def grid_records() -> list[dict]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = write_run(tmp_path_factory.mktemp("run"), grid_records())
-    assert report_command(["--results", str(run), "--quiet"]) == 0
+    assert main(["report", "--results", str(run), "--quiet"]) == 0
     return run
 
 
@@ -208,20 +208,18 @@ def test_plots_are_nontrivial_pngs(run_dir: Path) -> None:
 
 def test_report_command_regenerates_from_records_and_rejects_bad_paths(tmp_path: Path, capsys) -> None:
     run = write_run(tmp_path / "run", [make_record(detector="a"), make_record(detector="b")], with_scores=False)
-    assert report_command(["--results", str(run), "--quiet"]) == 0
+    assert main(["report", "--results", str(run), "--quiet"]) == 0
     (run / "leaderboard.md").unlink()
-    assert report_command(["--results", str(run), "--quiet"]) == 0
+    assert main(["report", "--results", str(run), "--quiet"]) == 0
     assert (run / "leaderboard.md").is_file() and (run / "plots" / "robust_vs_eps_digits.png").is_file()
     capsys.readouterr()
-    assert report_command(["--results", str(tmp_path / "nope")]) == 2
+    assert main(["report", "--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
     (tmp_path / "empty").mkdir()
-    assert report_command(["--results", str(tmp_path / "empty")]) == 2
+    assert main(["report", "--results", str(tmp_path / "empty")]) == 2
     assert "has no records" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        report_command(["--bogus"])
-    assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert main(["report", "--bogus"]) == 2 and capsys.readouterr().err.count("\n") == 1
 
 
 def test_flags_with_details_keep_them_in_tooltips_and_group_them_in_legends(tmp_path: Path) -> None:
@@ -252,20 +250,20 @@ def test_every_sanity_flag_has_a_legend_entry() -> None:
     assert flags and flags <= set(FLAG_DESCRIPTIONS)
 
 
-def ensemble_records() -> list[dict]:
+def ensemble_records() -> list[Record]:
     """digits at 4/255 and textures at 2/255: pgd, autoattack (members, one skipped) and their worst case."""
     records = []
     for dataset, eps in (("digits", 4 / 255), ("textures", 2 / 255)):
         for detector, offset in (("a", 0.0), ("b", 0.1), ("c", 0.2)):
             pgd = make_record(dataset, detector=detector, attack="pgd", eps=eps, robust=0.5 + offset)
             auto = make_record(dataset, detector=detector, attack="autoattack", eps=eps, robust=0.4 + offset)
-            auto["members"] = [
+            auto.members = [
                 {"attack": "apgd", "robust_auroc": 0.45 + offset, "share": 0.75, "white_box": True},
                 {"attack": "square", "robust_auroc": 0.6 + offset, "share": 0.25, "white_box": False},
             ]
-            auto["skipped_members"] = [{"attack": "apgd-<component>", "reason": "no `score_components`"}]
+            auto.skipped_members = [{"attack": "apgd-<component>", "reason": "no `score_components`"}]
             worst = make_record(dataset, detector=detector, attack="worst-case", eps=eps, robust=0.35 + offset)
-            worst["members"] = [{"attack": "autoattack", "robust_auroc": 0.4 + offset, "share": 0.9},
+            worst.members = [{"attack": "autoattack", "robust_auroc": 0.4 + offset, "share": 0.9},
                                 {"attack": "pgd", "robust_auroc": 0.5 + offset, "share": 0.1}]  # fmt: skip
             records += [pgd, auto, worst]
     return records

@@ -6,6 +6,7 @@ import torch
 from test_attack_toys import LinearScorer, MLPScorer, NoisyLinearScorer, single_thread, toy_data  # noqa: F401
 
 from attacks import create_attack
+from bench.merge import merge_grid_flags
 from bench.sanity import (
     EPS0_MISMATCH,
     GRADIENT_MASKING,
@@ -21,8 +22,7 @@ from bench.sanity import (
     grid_flags,
     zero_gradient_share,
 )
-from bench.session import merge_grid_flags
-from bench.store import RunStore
+from bench.store import Record
 
 
 class DeadZoneScorer(LinearScorer):
@@ -75,18 +75,18 @@ def test_zero_gradients_reports_the_share() -> None:
     assert f"zero-gradients:{share:.2f}" in flags
 
 
-def record(attack, eps, robust, clean=0.9, steps=None, key=None, **cell):
-    base = {"dataset": "digits", "normal_class": 0, "detector": "toy", "seed": 0, "norm": "linf", "status": "ok"}
-    return {
-        **base,
-        **cell,
-        "attack": attack,
-        "eps": eps,
-        "clean_auroc": clean,
-        "robust_auroc": robust,
-        "steps": steps,
-        "key": key or f"{attack}-{eps}-{steps}-{cell}",
-    }
+def record(attack, eps, robust, clean=0.9, steps=None, key=None, **fields) -> Record:
+    """An ok record of digits class 0, detector toy, seed 0, linf; ``fields`` override or add Record fields."""
+    base = {"dataset": "digits", "normal_class": 0, "detector": "toy", "seed": 0, "norm": "linf"}
+    return Record(
+        **{**base, **fields},
+        attack=attack,
+        eps=eps,
+        clean_auroc=clean,
+        robust_auroc=robust,
+        steps=steps,
+        key=key or f"{attack}-{eps}-{steps}-{fields}",
+    )
 
 
 def test_grid_flags_monotonicity_and_eps0() -> None:
@@ -143,17 +143,12 @@ def test_score_mismatch_when_tracked_scores_depend_on_the_batch() -> None:
         assert (SCORE_MISMATCH in flags) == expected
 
 
-def test_merged_grid_flags_drop_a_cross_cell_flag_whose_cause_is_gone(tmp_path) -> None:
-    store = RunStore(tmp_path)
+def test_merged_grid_flags_drop_a_cross_cell_flag_whose_cause_is_gone() -> None:
     stale = record("pgd", 0.01, 0.7, key="pgd")
-    stale["flags"] = [ZERO_GRADIENTS + ":0.50", GRADIENT_MASKING]  # Square used to beat it; Square was rerun
-    square = record("square", 0.01, 0.75, key="square")
-    square["flags"] = []
-    for rec in (stale, square):
-        store.append_record(rec)
-    _, changed = merge_grid_flags(store, {"pgd", "square"})
-    assert changed and {r["key"]: r["flags"] for r in store.records()}["pgd"] == [ZERO_GRADIENTS + ":0.50"]
-    assert merge_grid_flags(store, {"pgd", "square"})[1] is False
+    stale.flags = [ZERO_GRADIENTS + ":0.50", GRADIENT_MASKING]  # Square used to beat it; Square was rerun
+    merged, changed = merge_grid_flags([stale, record("square", 0.01, 0.75, key="square")], {"pgd", "square"})
+    assert changed and {r.key: r.flags for r in merged}["pgd"] == [ZERO_GRADIENTS + ":0.50"]
+    assert merge_grid_flags(merged, {"pgd", "square"})[1] is False
 
 
 class ShatteredScorer(LinearScorer):
@@ -218,9 +213,9 @@ def test_gradient_masking_inside_an_ensemble() -> None:
             {"attack": "square", "robust_auroc": square, "share": 0.5, "white_box": False},
         ]
 
-    masked = {**record("autoattack", 0.03, 0.48, key="masked"), "members": members(0.62, 0.48)}
-    fine = {**record("autoattack", 0.03, 0.45, key="fine"), "members": members(0.45, 0.455)}
-    worst = {**record("worst-case", 0.03, 0.45, key="worst"), "members": [{"attack": "pgd", "robust_auroc": 0.4}]}
+    masked = record("autoattack", 0.03, 0.48, key="masked", members=members(0.62, 0.48))
+    fine = record("autoattack", 0.03, 0.45, key="fine", members=members(0.45, 0.455))
+    worst = record("worst-case", 0.03, 0.45, key="worst", members=[{"attack": "pgd", "robust_auroc": 0.4}])
     flags = grid_flags([masked, fine, worst])
     assert flags == {"masked": [GRADIENT_MASKING]}
 
