@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 from typing import Any
 
 from attacks.base import Attack
 from bench.errors import UsageError
-from bench.registry import Registry
+from bench.registry import Registry, build_config
 
 #: Name suffixes selecting a one-sided variant of any attack: ``pgd-in`` attacks normals only, ``pgd-out`` anomalies.
 SIDE_SUFFIXES = {"-in": "in", "-out": "out"}
@@ -80,18 +79,6 @@ def register_attack(name: str, description: str | None = None):
     return decorator
 
 
-def build_config(cls: type, name: str, options: dict[str, Any]) -> Any:
-    """``cls.Config(**options)``; an option the Config does not have raises UsageError listing the valid ones."""
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise UsageError(f"{name} has no option {', '.join(unknown)}; options: {', '.join(sorted(known))}")
-    try:
-        return cls.Config(**options)
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"{name}: invalid options ({error})") from None
-
-
 def create_attack(name: str, **options: Any) -> Attack:
     """Instantiate a registered attack from its Config's fields, e.g. ``create_attack("apgd", eps=4/255, steps=100)``.
 
@@ -104,7 +91,7 @@ def create_attack(name: str, **options: Any) -> Attack:
         if options.get("side", side) != side:
             raise UsageError(f"attack {name!r} already fixes side={side!r}; got side={options['side']!r}")
         options["side"] = side
-    return cls(build_config(cls, cls.name, options))
+    return cls(build_config(cls.Config, cls.name, options))
 
 
 def list_attacks() -> dict[str, str]:

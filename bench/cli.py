@@ -8,6 +8,7 @@ shows the registries; ``report`` regenerates a run's outputs from its records; `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -104,7 +105,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         cfg.detectors = args.detectors
     if args.attacks:
         cfg.attacks = args.attacks
-    cfg.detectors = select_detectors(cfg.detectors, cfg.detector_options)
+    cfg.detectors = select_detectors(cfg.detectors, cfg.detector_options, cfg.preset)
     cfg.attacks = ATTACKS.expand(cfg.attacks)
     cfg.datasets = DATASETS.expand(args.datasets or cfg.datasets)
     if args.classes is not None:
@@ -140,16 +141,21 @@ def executor_options_from_args(args: argparse.Namespace, executor: str) -> dict:
     return {**given, **({"threads": args.threads} if args.threads is not None else {})}
 
 
-def select_detectors(spec: str | list[str], options: dict[str, dict]) -> list[str]:
+def select_detectors(spec: str | list[str], options: dict[str, dict], preset: str = "") -> list[str]:
     """Expand ``spec``; detectors that cannot run here (missing weights or packages) are left out of ``all`` and
-    globs with a note, and are an error when named explicitly."""
+    globs with a note, and are an error when named explicitly. ``options``: the preset's detector tables (a bad
+    option names ``preset``)."""
     from detectors import DETECTORS, create_detector
 
     explicit = set(spec if isinstance(spec, list) else split_names(spec) or [])
     selected = []
     for name in DETECTORS.expand(spec):
         try:
-            create_detector(name, **options.get(name, {})).check_requirements()
+            detector = create_detector(name, **options.get(name, {}))
+        except UsageError as error:
+            raise UsageError(f"preset {preset}: [detectors.{name}]: {error}") from None
+        try:
+            detector.check_requirements()
         except UsageError as error:
             if name in explicit:
                 raise
@@ -195,11 +201,17 @@ def results_folder(path: str) -> Path:
 
 
 def run_command(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the grid; a given ``--out`` is locked before the heavy imports, so a second run into it exits at once."""
     if args.list:
         return list_command(args, argv)
-    from bench.session import print_plan, run_benchmark
+    if args.plan:
+        return plan_command(args, argv)
+    from bench.lock import RunLock
 
-    return (print_plan if args.plan else run_benchmark)(run_config_from_args(args), argv)
+    with RunLock(checked_out(args.out)) if args.out else contextlib.nullcontext():
+        from bench.session import run_benchmark
+
+        return run_benchmark(run_config_from_args(args), argv)
 
 
 def plan_command(args: argparse.Namespace, argv: list[str]) -> int:

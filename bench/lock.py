@@ -11,20 +11,28 @@ from types import TracebackType
 from bench.errors import UsageError
 
 LOCK_NAME = ".lock"
+#: Lock files this process holds, with how many RunLocks hold each (re-entrant within one process).
+HELD: dict[Path, int] = {}
 
 
 class RunLock:
     """An exclusive, non-blocking ``flock`` on a run folder's lock file, which holds the holder's pid.
 
-    A second process taking it raises UsageError at once, naming the holder's pid. Workers of the holder (local
-    processes, Slurm jobs) do not take it: they write into the folder on the holder's behalf.
+    A second process taking it raises UsageError at once, naming the holder's pid; within one process it is
+    re-entrant (the command line takes it before the heavy imports, the run takes it again). Workers of the holder
+    (local processes, Slurm jobs) do not take it: they write into the folder on the holder's behalf.
     """
 
     def __init__(self, root: str | Path) -> None:
-        self.path = Path(root) / LOCK_NAME
+        self.path = (Path(root) / LOCK_NAME).absolute()
         self.fd: int | None = None
+        self.nested = False
 
     def acquire(self) -> None:
+        if self.path in HELD:
+            HELD[self.path] += 1
+            self.nested = True
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -39,9 +47,14 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
+        HELD[self.path] = 1
 
     def release(self) -> None:
-        if self.fd is not None:
+        if self.nested:
+            HELD[self.path] -= 1
+            self.nested = False
+        elif self.fd is not None:
+            del HELD[self.path]
             os.ftruncate(self.fd, 0)
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None

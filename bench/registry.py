@@ -1,10 +1,12 @@
-"""Name -> factory registries with ``all`` / comma-list / glob expansion (in the spirit of timm's registry)."""
+"""Name -> factory registries with ``all`` / comma-list / glob expansion (in the spirit of timm's registry), and
+``build_config``: a registered class's Config dataclass from options, validated."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bench.errors import UsageError
 
@@ -67,3 +69,36 @@ class Registry(Generic[T]):
         if not out:
             raise UsageError(f"no {self.kind} given; choose from: {', '.join(self.names())}")
         return out
+
+
+def expected_kind(default: Any) -> tuple[tuple[type, ...], str] | None:
+    """The types an option whose default is ``default`` accepts, and their name; None when anything goes (a None or
+    string default: string fields such as ``train_eps = "auto"`` also take numbers)."""
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int | float):
+        return (int, float), "a number"
+    if isinstance(default, list | tuple):
+        return (list, tuple), "a list"
+    return None
+
+
+def field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else None
+
+
+def build_config(config_cls: type, owner: str, options: dict[str, Any]) -> Any:
+    """``config_cls(**options)`` for the registered ``owner``. An option the Config does not have, or a value of the
+    wrong kind for its default (``epochs = "three"``), raises UsageError naming the option and what it expects."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise UsageError(f"{owner} has no option {', '.join(unknown)}; options: {', '.join(sorted(fields))}")
+    for name, value in options.items():
+        kind = expected_kind(field_default(fields[name]))
+        wrong_bool = isinstance(value, bool) and kind is not None and bool not in kind[0]
+        if kind is not None and value is not None and (not isinstance(value, kind[0]) or wrong_bool):
+            raise UsageError(f"{owner} option {name} must be {kind[1]}, got {value!r}")
+    return config_cls(**options)

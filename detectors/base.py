@@ -11,10 +11,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from bench.errors import UsageError
 from bench.hashing import class_sources, files_digest
 from bench.progress import NULL_PROGRESS, Progress
-from bench.registry import Registry
+from bench.registry import Registry, build_config
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 #: Split metadata (``OneClassSplit.meta``) that a detector takes as a config field of the same name when its
@@ -144,18 +143,6 @@ class Detector(nn.Module, ABC):
         return class_sources(cls, "detectors")
 
 
-def build_config(cls: type[Detector], options: dict[str, Any]) -> Any:
-    """``cls.Config(**options)``; an option the Config does not have raises UsageError listing the valid ones."""
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise UsageError(f"{cls.name} has no option {', '.join(unknown)}; options: {', '.join(sorted(known))}")
-    try:
-        return cls.Config(**options)
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"{cls.name}: invalid options ({error})") from None
-
-
 def split_options(name: str, meta: dict[str, Any]) -> dict[str, Any]:
     """The entries of split metadata ``meta`` that detector ``name`` takes as config fields (``SPLIT_FIELDS``)."""
     known = {f.name for f in dataclasses.fields(DETECTORS.get(name).Config)}
@@ -169,7 +156,7 @@ def create_detector(name: str, **options: Any) -> Detector:
     kind, ``split_options``) here as keyword arguments; unset fields keep the Config's defaults.
     """
     cls = DETECTORS.get(name)
-    return cls(build_config(cls, options))
+    return cls(build_config(cls.Config, cls.name, options))
 
 
 def list_detectors() -> dict[str, str]:
