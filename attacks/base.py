@@ -18,7 +18,7 @@ from torch import Tensor
 
 from attacks.common import check_in_ball, objective_sign, per_sample
 from bench.errors import UsageError
-from bench.hashing import class_sources, files_digest
+from bench.hashing import code_version
 from bench.threat import parse_norm
 
 SIDES = ("both", "in", "out")
@@ -143,7 +143,7 @@ class Attack(ABC):
     def code_version(cls) -> str:
         """Hash of every attacks/ source file this attack's numbers depend on: the modules of its class hierarchy
         and, transitively, every attacks module they use (shared helpers, ensemble members)."""
-        return files_digest(class_sources(cls, "attacks"))
+        return code_version(cls, "attacks")
 
     @property
     def label(self) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,8 @@ import torch
 
 from bench.data.base import OneClassSplit
 from bench.hashing import stable_hash
+from bench.paths import cache_root
 from bench.store import atomic_write_bytes
-
-CACHE_ENV = "ROBUST_AD_BENCH_CACHE"
-
-
-def cache_root() -> Path:
-    """The cache folder: $ROBUST_AD_BENCH_CACHE, else ~/.cache/robust-ad-bench."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "robust-ad-bench")
 
 
 def fit_key(detector: Any, split: OneClassSplit, seed: int) -> str:

@@ -18,6 +18,12 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def code_version(cls: type, package: str) -> str:
+    """The code version of a registered detector or attack class: a hash of the ``package`` source files its numbers
+    depend on (``class_sources``)."""
+    return files_digest(class_sources(cls, package))
+
+
 def class_sources(cls: type, package: str) -> frozenset[Path]:
     """Source files of ``package`` that ``cls`` depends on: the modules of its class hierarchy inside the package
     and every package module they use (``module_closure``)."""

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.cache import cache_root
+from bench.paths import cache_root
 from bench.store import atomic_write_text
 
 if TYPE_CHECKING:

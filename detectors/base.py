@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from bench.hashing import class_sources, files_digest
+from bench.hashing import code_version
 from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry, build_config
 
@@ -135,12 +134,7 @@ class Detector(nn.Module, ABC):
     def code_version(cls) -> str:
         """Hash of the source this detector's numbers depend on: the modules of its detector class hierarchy (a
         subclass inherits their fit) and every detectors module they use (nets, augmentations, shared helpers)."""
-        return files_digest(cls.source_files())
-
-    @classmethod
-    def source_files(cls) -> frozenset[Path]:
-        """detectors/ files of this class, its base classes and the modules they use, found from their imports."""
-        return class_sources(cls, "detectors")
+        return code_version(cls, "detectors")
 
 
 def split_options(name: str, meta: dict[str, Any]) -> dict[str, Any]:

@@ -178,14 +178,5 @@ class ResNet18(nn.Module):
         if initialise is not None:
             initialise(self)
 
-    def feature_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of each of the four stages (for patch-level detectors)."""
-        h = self.stem(x)
-        maps = []
-        for stage in self.stages:
-            h = stage(h)
-            maps.append(h)
-        return maps
-
     def forward(self, x: Tensor) -> Tensor:
         return F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1)

@@ -7,20 +7,17 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from attacks.base import Attack
 from attacks.registry import register_attack
-from attacks.xcheck.common import TwoLogitModel, autoattack_module, class_zero, library_rng
+from attacks.xcheck.common import CrossCheckAttack, TwoLogitModel, autoattack_module, class_zero, library_rng
 from attacks.xcheck.ta_apgd import NORMS, LibraryAPGDConfig
 
 
 @register_attack("aa-apgd")
-class AutoAttackAPGD(Attack):
+class AutoAttackAPGD(CrossCheckAttack):
     """Reference APGD-ce, perturb(best_loss=True) (cross-check; needs the xcheck extra)."""
 
     Config = LibraryAPGDConfig
     tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
-    #: Left out of `--attacks all`: needs the optional xcheck libraries.
-    cross_check = True
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         library = autoattack_module("autopgd_base")

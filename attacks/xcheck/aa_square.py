@@ -9,9 +9,16 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from attacks.base import Attack, AttackConfig
+from attacks.base import AttackConfig
 from attacks.registry import register_attack
-from attacks.xcheck.common import SQUARE_OFFSET, TwoLogitModel, autoattack_module, class_zero, library_rng
+from attacks.xcheck.common import (
+    SQUARE_OFFSET,
+    CrossCheckAttack,
+    TwoLogitModel,
+    autoattack_module,
+    class_zero,
+    library_rng,
+)
 from attacks.xcheck.ta_apgd import NORMS
 
 
@@ -24,13 +31,11 @@ class LibrarySquareConfig(AttackConfig):
 
 
 @register_attack("aa-square")
-class AutoAttackSquare(Attack):
+class AutoAttackSquare(CrossCheckAttack):
     """Reference Square Attack, margin loss with a label offset (cross-check; needs the xcheck extra)."""
 
     Config = LibrarySquareConfig
     tiny_config: ClassVar[dict[str, Any]] = {"queries": 30}
-    #: Left out of `--attacks all`: needs the optional xcheck libraries.
-    cross_check = True
     white_box = False
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -23,6 +23,14 @@ from attacks.base import Attack
 from attacks.common import centre_and_spread
 from bench.errors import UsageError
 
+
+class CrossCheckAttack(Attack):
+    """Base of the reference-library wrappers: the ``cross_check`` trait (run by name, left out of ``all``: they
+    need the optional xcheck libraries)."""
+
+    cross_check = True
+
+
 #: Margin offset for Square: far above any centred, spread-scaled score.
 SQUARE_OFFSET = 1e6
 INSTALL_HINT = "pip install -e .[xcheck]"

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from attacks.base import Attack, AttackConfig
+from attacks.base import AttackConfig
 from attacks.registry import register_attack
-from attacks.xcheck.common import TwoLogitModel, class_zero, import_library, library_rng
+from attacks.xcheck.common import CrossCheckAttack, TwoLogitModel, class_zero, import_library, library_rng
 
 NORMS = {"linf": "Linf", "l2": "L2"}
 
@@ -25,13 +25,11 @@ class LibraryAPGDConfig(AttackConfig):
 
 
 @register_attack("ta-apgd")
-class TorchattacksAPGD(Attack):
+class TorchattacksAPGD(CrossCheckAttack):
     """torchattacks APGD-ce, perturb(best_loss=True) (cross-check; needs the xcheck extra)."""
 
     Config = LibraryAPGDConfig
     tiny_config: ClassVar[dict[str, Any]] = {"steps": 10}
-    #: Left out of `--attacks all`: needs the optional xcheck libraries.
-    cross_check = True
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         torchattacks = import_library("torchattacks")

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attacks.base import Attack, AttackConfig
+from attacks.base import AttackConfig
 from attacks.registry import register_attack
-from attacks.xcheck.common import TwoLogitModel, class_zero, import_library, library_rng
+from attacks.xcheck.common import CrossCheckAttack, TwoLogitModel, class_zero, import_library, library_rng
 
 
 @dataclass
@@ -23,12 +23,10 @@ class TorchattacksPGDConfig(AttackConfig):
 
 
 @register_attack("ta-pgd")
-class TorchattacksPGD(Attack):
+class TorchattacksPGD(CrossCheckAttack):
     """torchattacks PGD/PGDL2 on the signed score (cross-check; needs the xcheck extra)."""
 
     Config = TorchattacksPGDConfig
-    #: Left out of `--attacks all`: needs the optional xcheck libraries.
-    cross_check = True
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> Tensor:
         torchattacks = import_library("torchattacks")

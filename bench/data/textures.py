@@ -25,6 +25,7 @@ from PIL import Image
 from bench.data.base import register_dataset
 from bench.data.mvtec import MVTecAD
 from bench.errors import UsageError
+from bench.paths import cache_root
 
 #: Bump when the generated pixels change, so stale caches are not reused.
 TEXTURES_VERSION = "v1"
@@ -189,8 +190,7 @@ def generate_textures(out_dir: Path, seed: int = GENERATION_SEED) -> None:
 
 
 def default_textures_dir() -> Path:
-    """``<cache root>/textures-<version>``, the cache root being the project's (``bench.cache.cache_root``)."""
-    from bench.cache import cache_root  # imported here: bench.cache itself imports bench.data
+    """``<cache root>/textures-<version>``, the cache root being the project's (``bench.paths.cache_root``)."""
 
     return cache_root() / f"textures-{TEXTURES_VERSION}"
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from attacks import ATTACKS
+from bench.data import DATASETS
 from bench.errors import UsageError
 from bench.grid import FitGroup
 from bench.history import TimingHistory
@@ -18,6 +20,7 @@ from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry
 from bench.runner import GroupResult, failed_records
 from bench.store import Record, RunStore
+from detectors import DETECTORS
 
 EXECUTORS: Registry[type[Executor]] = Registry("executor")
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -101,10 +104,6 @@ def finished_in(planned: PlannedGroup) -> set[str]:
 
 def registry_modules(groups: list[FitGroup]) -> list[str]:
     """Modules defining the grid's detectors, attacks and datasets: workers import them so registries match."""
-    from attacks import ATTACKS
-    from bench.data import DATASETS
-    from detectors import DETECTORS
-
     names = set()
     for group in groups:
         names.add(DETECTORS.get(group.fit.detector).__module__)

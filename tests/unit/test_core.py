@@ -12,7 +12,7 @@ import torch
 
 from bench.config import format_eps, parse_eps
 from bench.errors import UsageError
-from bench.hashing import stable_hash
+from bench.hashing import class_sources, stable_hash
 from bench.registry import Registry
 from bench.store import Record, RunStore, read_jsonl
 
@@ -190,7 +190,10 @@ def test_checkpoint_cache_round_trip(tmp_path) -> None:
 def test_code_version_covers_the_base_classes_a_detector_inherits_from() -> None:
     from detectors import DETECTORS
 
-    names = {name: {p.name for p in DETECTORS.get(name).source_files()} for name in ("at-deepsvdd", "apae", "cobra")}
+    names = {
+        name: {p.name for p in class_sources(DETECTORS.get(name), "detectors")}
+        for name in ("at-deepsvdd", "apae", "cobra")
+    }
     assert {"at_deepsvdd.py", "deepsvdd.py"} <= names["at-deepsvdd"]
     assert {"apae.py", "ae.py"} <= names["apae"]
     cobra_modules = {"cobra.py", "csi.py", "augment.py", "contrastive.py", "adversarial.py", "nets.py", "base.py"}
