@@ -115,6 +115,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         cfg.eps = parse_eps(args.eps)
     cfg.norm = parse_norm(args.norm or cfg.norm)
     cfg.seeds = parse_ints(args.seeds, "seeds") if args.seeds is not None else cfg.seeds
+    if not cfg.seeds or (args.classes is not None and not split_names(args.classes)):
+        raise UsageError("no seeds or classes given; use comma-separated values such as 0,1,2")
     cfg.data_root = args.data_root
     cfg.executor = args.executor or cfg.executor
     cfg.devices = split_names(args.devices)

@@ -178,7 +178,8 @@ def parse_ints(text: str | list | None, what: str) -> list[int] | None:
 
 @dataclass
 class RunConfig:
-    """Everything that defines a benchmark run; built from a preset plus CLI overrides."""
+    """Everything that defines a benchmark run; built from a preset plus CLI overrides (``config_from_preset`` fills
+    the option tables; a RunConfig built directly has the tables it is given, whatever its ``preset`` name)."""
 
     preset: str = "quick"
     datasets: list[str] = field(default_factory=lambda: ["digits"])

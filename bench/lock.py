@@ -27,12 +27,14 @@ class RunLock:
         self.path = (Path(root) / LOCK_NAME).absolute()
         self.fd: int | None = None
         self.nested = False
+        self.created = False
 
     def acquire(self) -> None:
         if self.path in HELD:
             HELD[self.path] += 1
             self.nested = True
             return
+        self.created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -56,6 +58,9 @@ class RunLock:
         elif self.fd is not None:
             del HELD[self.path]
             os.ftruncate(self.fd, 0)
+            if self.created and [p.name for p in self.path.parent.iterdir()] == [LOCK_NAME]:
+                self.path.unlink()  # a run that failed before writing anything leaves no folder behind
+                self.path.parent.rmdir()
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 

@@ -4,12 +4,15 @@ the per-sample ``worst-case`` record of each (dataset, class, detector, seed, bu
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.hashing import stable_hash
+from bench import metrics
+from bench.hashing import files_digest, stable_hash
 from bench.metrics import INCOMPLETE_FLAG, WORST_CASE, auroc, worst_case, worst_case_sources
 from bench.sanity import GRID_ONLY_FLAGS, NON_MONOTONE_EPS, grid_flags
 from bench.store import Record, RunStore
@@ -44,8 +47,32 @@ def group_of(record: Record) -> tuple:
 
 
 def worst_case_key(sources: list[Record], failed: list[Record]) -> str:
-    """A worst-case record's key: a hash of its source cells' keys (of the failed ones when none is ok)."""
-    return stable_hash([WORST_CASE, *sorted(r.key for r in (sources or failed))])
+    """A worst-case record's key: a hash of its source cells' keys (of the failed ones, marked so, when none is ok)."""
+    return stable_hash(
+        [WORST_CASE, *sorted(r.key for r in sources)]
+        if sources
+        else [WORST_CASE, "failed", *sorted(r.key for r in failed)]
+    )
+
+
+#: The code a worst-case record is computed by: a change to it rebuilds every worst case.
+MERGE_CODE = files_digest(frozenset(Path(module.__file__) for module in (sys.modules[__name__], metrics)))
+
+
+def sources_fingerprint(store: RunStore, sources: list[Record]) -> str | None:
+    """What a worst-case record was built from, without reading scores: the merge code, and per source its key,
+    robust AUROC, attack time and its scores file's inode, size and modification time (a recomputed cell, --force
+    included, rewrites its record and its scores file). None when a scores file is missing."""
+    parts: list = [MERGE_CODE]
+    for record in sources:
+        path = store.scores_path(record.key)
+        if not path.is_file():
+            return None
+        stat = path.stat()
+        parts.append(
+            [record.key, record.robust_auroc, record.attack_seconds, stat.st_ino, stat.st_size, stat.st_mtime_ns]
+        )
+    return stable_hash(parts)
 
 
 def merge_worst_case(
@@ -56,9 +83,10 @@ def merge_worst_case(
 
     A worst-case key hashes its source keys, so an added attack or a cell that now succeeds gives a new record,
     which replaces the group's old one (and its scores file). A group none of whose cells is ``fresh`` (computed
-    by this run; None: all are) and whose key and scores file are unchanged keeps its record, with only its flags
-    recomputed from its sources' (no scores are read), so a rerun of a finished grid reads no scores and writes
-    nothing.
+    by this run; None: all are), whose old record has the same key and the same ``sources_fingerprint`` (same
+    source records and scores files, same merge code) and whose scores file exists keeps its record, with only its
+    flags recomputed from its sources' (no scores are read), so a rerun of a finished grid reads no scores and
+    writes nothing.
     """
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
@@ -92,12 +120,20 @@ def rebuild(
     sources = sorted((r for r in cells if r.ok), key=lambda r: r.attack)
     failed = [r for r in cells if r.status == "failed"]
     key = worst_case_key(sources, failed)
+    fingerprint = sources_fingerprint(store, sources) if sources else None
     previous = old.get(key)
-    if previous is not None and previous.ok and store.scores_path(key).is_file():
+    if (
+        previous is not None
+        and previous.ok
+        and fingerprint is not None
+        and previous.sources_fingerprint == fingerprint
+        and store.scores_path(key).is_file()
+    ):
         shares = {m["attack"]: m["share"] for m in previous.members or []}
         suppliers = [r for r in sources if shares.get(r.attack, 0) > 0]
         return dataclasses.replace(previous, flags=inherited_flags(suppliers, failed)), None
-    return worst_case_record(store, sources, failed, key)
+    record, arrays = worst_case_record(store, sources, failed, key)
+    return (dataclasses.replace(record, sources_fingerprint=fingerprint) if record is not None else None), arrays
 
 
 def inherited_flags(suppliers: list[Record], failed: list[Record]) -> list[str]:

@@ -75,8 +75,8 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
             {**store.read_manifest(), "finished": datetime.now(UTC).isoformat(timespec="seconds"),
              "seconds": round(seconds, 1)}
         )  # fmt: skip
-    print(summarise(results, seconds), file=sys.stderr)
-    write_outputs(store, grid, cfg.quiet, refresh=changed)
+        print(summarise(results, seconds), file=sys.stderr)
+        write_outputs(store, grid, cfg.quiet, refresh=changed)
     failed = [r for r in grid if r.status == "failed"]
     for record in failed:
         print(
@@ -95,7 +95,8 @@ def merge_results(
     new or changed, and the grid's records."""
     keys = {job.key for group in groups for job in group.evals}
     computed = [record for result in results for record in result.records]
-    records = latest_per_key([*existing, *computed])
+    # Part files (Slurm jobs) may hold records of jobs this run did not wait for: read them before the one rewrite.
+    records = store.records() if store.has_parts() else latest_per_key([*existing, *computed])
     records, flags_changed = merge_grid_flags(records, keys)
     records, worst, worst_changed = merge_worst_case(store, records, keys, {r.key for r in computed})
     if flags_changed or worst_changed or store.has_parts():

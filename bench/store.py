@@ -63,6 +63,8 @@ class Record:
     skipped_members: list[dict[str, str]] | None = None
     #: Keys of the cells a worst-case record was built from.
     sources: list[str] | None = None
+    #: What a worst-case record was built from (``bench.merge.sources_fingerprint``): it is reused only while equal.
+    sources_fingerprint: str | None = None
     seed_key: str | None = None
     schema: int = SCHEMA_VERSION
 

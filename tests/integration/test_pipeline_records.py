@@ -18,7 +18,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "data" / "pipeline_reference.j
 ARGS = ["--preset", "smoke", "--classes", "0", "--detectors", "deepsvdd,at-deepsvdd"]
 ARGS += ["--attacks", "fgsm,pgd-in,autoattack", "--eps", "2/255,4/255", "--quiet"]
 #: Fields that legitimately differ between runs (timings), carry code versions (keys) or are new in schema 2.
-LEFT_OUT = ("key", "fit_key", "fit_seconds", "attack_seconds", "sources", "seed_key", "schema")
+LEFT_OUT = ("key", "fit_key", "fit_seconds", "attack_seconds", "sources", "seed_key", "schema", "sources_fingerprint")
 
 
 def comparable(records: list) -> list[dict]:

@@ -36,6 +36,8 @@ CASES = {
     "unknown flag": (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
     "missing weights": (["--detectors", "zarnd"], "zarnd needs weights_path"),
     "seeds not integers": (["--seeds", "a"], "invalid seeds 'a'"),
+    "no seeds": (["--seeds", ""], "no seeds or classes given"),
+    "no classes": (["--classes", ","], "no seeds or classes given"),
     "unknown executor": (["--executor", "nope"], "unknown executor 'nope'; choose from:"),
     "unknown device": (["--devices", "gpu0"], "unknown device 'gpu0'"),
     "zero threads": (["--threads", "0"], "invalid threads 0"),
@@ -76,6 +78,7 @@ def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path, capsys: pyte
     assert main([*args, *out]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+    assert not (tmp_path / "run").exists(), "a run refused for bad input leaves no results folder behind"
 
 
 @pytest.mark.parametrize("command", ["run", "plan", "list", "report", "check"])

@@ -22,7 +22,7 @@ from bench.plan import CACHED, TO_FIT, format_plan, longest_first, makespan, pla
 from bench.session import run_benchmark
 from bench.store import Record, RunStore
 
-TIMING_FIELDS = {"fit_seconds", "attack_seconds"}
+TIMING_FIELDS = {"fit_seconds", "attack_seconds", "sources_fingerprint"}  # differ run to run
 
 
 def toy_config(tmp_path: Path, detectors: list[str], classes: list[int], **overrides) -> RunConfig:

@@ -180,3 +180,16 @@ def test_a_group_with_no_fresh_cell_reads_no_scores_and_follows_its_sources_flag
     [after], changed = merge(store, keys, fresh=set())
     assert changed and after.key == before.key and after.robust_auroc == before.robust_auroc
     assert after.flags == ["not-converged"]
+
+
+def test_a_source_recomputed_by_an_interrupted_run_rebuilds_its_worst_case_even_when_not_fresh(tmp_path: Path) -> None:
+    """A --force run killed after recomputing a cell, then a plain rerun (nothing fresh): the worst case must follow
+    the new scores, never keep the old, higher number."""
+    store = RunStore(tmp_path)
+    weak, strong = attacked(1, strength=0.1), attacked(1, strength=3.0)
+    keys = {add(store, cell("pgd", weak), weak)}
+    [before], _ = merge(store, keys)
+    add(store, cell("pgd", strong), strong)  # same key, new record and scores file
+    [after], changed = merge(store, keys, fresh=set())
+    assert changed and after.key == before.key
+    assert after.robust_auroc == auroc(strong, LABELS) < before.robust_auroc
