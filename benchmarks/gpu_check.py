@@ -31,7 +31,9 @@ from attacks import create_attack
 from bench.data import load_split
 from bench.errors import UsageError
 from bench.metrics import auroc
+from benchmarks.helpers import detector_options
 from detectors import create_detector
+from detectors.base import split_options
 from detectors.csi import OPTIMISERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,17 +98,20 @@ def peak_memory(device: torch.device, fn: Callable[[], object]) -> str:
 
 def cobra(sizes: Sizes, meta: dict | None = None, **options: object):
     """The paper preset's COBRA at ``sizes`` (width, blocks, inner steps, T) for a dataset of kind ``meta``
-    (default: low-res)."""
+    (default: low-res): the preset's options, then the dataset kind's, then these."""
+    kind = split_options("cobra", meta if meta is not None else {"low_res": True})
     return create_detector(
         "cobra",
-        preset="paper",
-        meta=meta if meta is not None else {"low_res": True},
-        width=sizes.width,
-        blocks=list(sizes.blocks),
-        attack_steps=sizes.attack_steps,
-        score_samples=sizes.score_samples,
-        batch_size=sizes.batch,
-        **options,
+        **{
+            **detector_options("paper", "cobra"),
+            **kind,
+            "width": sizes.width,
+            "blocks": list(sizes.blocks),
+            "attack_steps": sizes.attack_steps,
+            "score_samples": sizes.score_samples,
+            "batch_size": sizes.batch,
+            **options,
+        },
     )
 
 
