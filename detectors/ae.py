@@ -12,6 +12,7 @@ from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
 from detectors.common import fit_minibatches, setup_seeded
 from detectors.nets import ConvDecoder, ConvEncoder
+from detectors.papers import Citation
 
 
 @dataclass
@@ -69,6 +70,14 @@ class Autoencoder(ConvAutoencoderMixin, Detector):
 
     Config = AEConfig
     tiny_config: ClassVar[dict[str, Any]] = {"epochs": 20, "widths": (8, 16), "rep_dim": 16}
+    # The plain reconstruction-error baseline: cites the deep autoencoder itself (not a COBRA baseline, no results).
+    citation: ClassVar[Citation | None] = Citation(
+        title="Reducing the Dimensionality of Data with Neural Networks",
+        venue="Science",
+        year=2006,
+        link="https://doi.org/10.1126/science.1127647",
+        authors="Hinton & Salakhutdinov",
+    )
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         self.build_autoencoder(input_shape)

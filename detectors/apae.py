@@ -10,6 +10,7 @@ from torch import Tensor
 
 from detectors.ae import AEConfig, Autoencoder
 from detectors.base import register_detector
+from detectors.papers import Citation, PaperResult, cobra_results
 
 
 @dataclass
@@ -34,6 +35,22 @@ class APAE(Autoencoder):
 
     Config = APAEConfig
     tiny_config: ClassVar[dict[str, Any]] = {"epochs": 20, "widths": (8, 16), "rep_dim": 16, "projection_steps": 3}
+    citation: ClassVar[Citation | None] = Citation(
+        title="Robustness of Autoencoders for Anomaly Detection Under Adversarial Impact",
+        venue="IJCAI",
+        year=2020,
+        link="https://doi.org/10.24963/ijcai.2020/173",
+        authors="Goodge, Hooi, Ng & Ng",
+    )
+    adversarially_trained: ClassVar[bool] = True  # a * (robust) method in COBRA's tables
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(56.3, 2.2),
+        cifar100=(53.1, 4.1),
+        mnist=(93.4, 34.7),
+        fmnist=(88.3, 19.5),
+        svhn=(52.6, 1.4),
+        visa=(67.2, 9.1),
+    )
 
     def features(self, x: Tensor) -> Tensor:
         return self.project(x)

@@ -11,6 +11,7 @@ from torch import Tensor
 from attacks.common import project, random_start
 from detectors.base import register_detector
 from detectors.deepsvdd import DeepSVDD, DeepSVDDConfig
+from detectors.papers import Citation, PaperResult
 
 
 @dataclass
@@ -44,6 +45,12 @@ class ATDeepSVDD(DeepSVDD):
 
     Config = ATDeepSVDDConfig
     tiny_config: ClassVar[dict[str, Any]] = {"epochs": 6, "widths": (8, 16), "rep_dim": 16, "pgd_steps": 2}
+    # A project baseline with no paper of its own: DeepSVDD (cited) adversarially trained with PGD, with the
+    # pseudo-anomaly term of Deep SAD (Ruff et al., ICLR 2020). COBRA's tables have no column for it, and
+    # DeepSVDD's numbers are not this detector's, so it declares none.
+    citation: ClassVar[Citation | None] = DeepSVDD.citation
+    adversarially_trained: ClassVar[bool] = True
+    paper_results: ClassVar[dict[str, PaperResult]] = {}
 
     def pgd(self, x: Tensor, sign: float, generator: torch.Generator) -> Tensor:
         """L-inf PGD maximising ``sign * score`` around ``x`` (eval mode; returns detached images)."""

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bench.hashing import code_version
 from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry, build_config
+from detectors.papers import Citation, PaperResult
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 #: Split metadata (``OneClassSplit.meta``) that a detector takes as a config field of the same name when its
@@ -57,6 +58,12 @@ class Detector(nn.Module, ABC):
     #: Config overrides that make a fit take seconds on 8x8 digits (2 CPU cores): what the shared conformance suite
     #: (tests/unit/test_detector_conformance.py) builds this detector with, declared beside its code.
     tiny_config: ClassVar[dict[str, Any]] = {}
+    #: The paper this detector implements (``detectors.papers``); None for plugins and toys that declare none.
+    citation: ClassVar[Citation | None] = None
+    #: Whether training is adversarial (the robust methods COBRA's tables mark with *).
+    adversarially_trained: ClassVar[bool] = False
+    #: Clean / robust AUROC (%) the paper's tables report, keyed by our dataset names (``fmnist``, ``mvtec``, ...).
+    paper_results: ClassVar[dict[str, PaperResult]] = {}
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()

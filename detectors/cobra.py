@@ -32,6 +32,7 @@ from detectors.adversarial import pgd_linf
 from detectors.base import register_detector
 from detectors.contrastive import nt_xent, pairwise_nt_xent, sattolo_permutation
 from detectors.csi import CSI_TINY, CSIConfig, ShiftedContrastiveDetector
+from detectors.papers import COBRA_CITATION, Citation, PaperResult, cobra_results
 
 LOW_RES_EPS = KIND_EPS[True]
 HIGH_RES_EPS = KIND_EPS[False]
@@ -62,6 +63,17 @@ class COBRA(ShiftedContrastiveDetector):
     tiny_config: ClassVar[dict[str, Any]] = {**CSI_TINY, "attack_steps": 1}
     adversarial: ClassVar[bool] = True
     opposite_pairs: ClassVar[bool] = True
+    citation: ClassVar[Citation | None] = COBRA_CITATION
+    adversarially_trained: ClassVar[bool] = True
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(83.7, 62.3),
+        cifar100=(76.9, 51.7),
+        mnist=(92.8, 96.4),
+        fmnist=(93.1, 89.6),
+        svhn=(89.3, 58.2),
+        visa=(75.2, 73.8),
+        mvtec=(89.1, 75.1),
+    )
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         super().build(input_shape)
@@ -136,6 +148,10 @@ class COBRANoAdversarial(COBRA):
 
     adversarial = False
     tiny_config: ClassVar[dict[str, Any]] = CSI_TINY
+    adversarially_trained: ClassVar[bool] = False
+    # The loss ablation of COBRA's paper has no column without adversarial training (each of its losses is trained
+    # adversarially), so no paper result corresponds to this variant.
+    paper_results: ClassVar[dict[str, PaperResult]] = {}
 
 
 @register_detector("cobra-noopp")
@@ -144,3 +160,6 @@ class COBRANoOpposite(COBRA):
 
     opposite_pairs = False
     tiny_config: ClassVar[dict[str, Any]] = {**CSI_TINY, "attack_steps": 1}
+    # Not an exact column of the paper's loss ablation: "L_COBRA" drops L_CLS (kept here) and "L_CL" is a plain
+    # contrastive loss without the shift classes, so no paper result is declared.
+    paper_results: ClassVar[dict[str, PaperResult]] = {}

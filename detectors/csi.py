@@ -56,6 +56,7 @@ from detectors.base import Detector, DetectorConfig, register_detector
 from detectors.common import setup_seeded
 from detectors.contrastive import nt_xent
 from detectors.nets import ResNet18
+from detectors.papers import Citation, PaperResult, cobra_results
 
 #: Cap of the derived budget. The activation estimate is about 2x conservative (a 2 GB budget peaks at 1.07 GB on a
 #: width-64 PGD step), and chunks of 8 images rather than 4 halve the per-view augmentation calls of a step.
@@ -506,3 +507,19 @@ class CSI(ShiftedContrastiveDetector):
     """CSI: shifted-instance contrastive learning (rotations) with the ensemble score; no adversarial training."""
 
     tiny_config: ClassVar[dict[str, Any]] = CSI_TINY
+    citation: ClassVar[Citation | None] = Citation(
+        title="CSI: Novelty Detection via Contrastive Learning on Distributionally Shifted Instances",
+        venue="NeurIPS",
+        year=2020,
+        link="https://arxiv.org/abs/2007.08176",
+        authors="Tack, Mo, Jeong & Shin",
+    )
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(94.3, 10.6),
+        cifar100=(89.6, 11.9),
+        mnist=(93.8, 3.4),
+        fmnist=(92.7, 5.8),
+        svhn=(96.8, 3.1),
+        visa=(62.5, 0.3),
+        mvtec=(63.8, 4.6),
+    )

@@ -12,6 +12,7 @@ from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
 from detectors.common import embed, fit_minibatches, setup_seeded
 from detectors.nets import ConvEncoder
+from detectors.papers import Citation, PaperResult, cobra_results
 
 
 @dataclass
@@ -46,6 +47,21 @@ class DeepSVDD(Detector):
 
     Config = DeepSVDDConfig
     tiny_config: ClassVar[dict[str, Any]] = {"epochs": 10, "widths": (8, 16), "rep_dim": 16}
+    citation: ClassVar[Citation | None] = Citation(
+        title="Deep One-Class Classification",
+        venue="ICML",
+        year=2018,
+        link="https://proceedings.mlr.press/v80/ruff18a.html",
+        authors="Ruff et al.",
+    )
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(64.8, 8.7),
+        cifar100=(67.0, 3.6),
+        mnist=(94.8, 8.2),
+        fmnist=(94.5, 7.9),
+        svhn=(60.3, 1.5),
+        visa=(53.6, 1.8),
+    )
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         channels, size, _ = input_shape

@@ -11,6 +11,7 @@ from torch import Tensor
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, register_detector
 from detectors.common import PretrainedConfig, check_backbone_available, embed, knn_distance, load_backbone
+from detectors.papers import Citation
 
 
 @dataclass
@@ -33,6 +34,15 @@ class KNNPretrained(Detector):
 
     Config = KNNPretrainedConfig
     tiny_config: ClassVar[dict[str, Any]] = {"backbone_size": 32}
+    # kNN on frozen ImageNet features as in DN2 (cited); COBRA's MSAD column fine-tunes the features first, so it
+    # is not this detector's and no results are declared.
+    citation: ClassVar[Citation | None] = Citation(
+        title="Deep Nearest Neighbor Anomaly Detection",
+        venue="arXiv",
+        year=2020,
+        link="https://arxiv.org/abs/2002.10445",
+        authors="Bergman, Cohen & Hoshen",
+    )
 
     def check_requirements(self) -> None:
         check_backbone_available(self.config)

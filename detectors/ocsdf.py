@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
 from detectors.common import fit_minibatches, setup_seeded
+from detectors.papers import Citation, PaperResult, cobra_results
 
 
 @dataclass
@@ -108,6 +109,23 @@ class OCSDF(Detector):
 
     Config = OCSDFConfig
     tiny_config: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "depth": 2}
+    citation: ClassVar[Citation | None] = Citation(
+        title="Robust One-Class Classification with Signed Distance Function using 1-Lipschitz Neural Networks",
+        venue="ICML",
+        year=2023,
+        link="https://arxiv.org/abs/2303.01978",
+        authors="Béthune et al.",
+    )
+    adversarially_trained: ClassVar[bool] = True  # a * (robust) method in COBRA's tables
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(58.7, 31.3),
+        cifar100=(50.2, 23.5),
+        mnist=(96.1, 68.9),
+        fmnist=(91.8, 64.9),
+        svhn=(58.1, 9.7),
+        visa=(53.0, 13.9),
+        mvtec=(58.7, 7.0),
+    )
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         channels, height, width = input_shape

@@ -12,6 +12,7 @@ from bench.progress import NULL_PROGRESS, Progress
 from detectors.ae import AEConfig, ConvAutoencoderMixin
 from detectors.base import Detector, register_detector
 from detectors.common import embed, fit_minibatches
+from detectors.papers import Citation, PaperResult, cobra_results
 
 
 @dataclass
@@ -45,6 +46,23 @@ class PrincipaLS(ConvAutoencoderMixin, Detector):
 
     Config = PrincipaLSConfig
     tiny_config: ClassVar[dict[str, Any]] = {"epochs": 10, "widths": (8, 16), "rep_dim": 16}
+    citation: ClassVar[Citation | None] = Citation(
+        title="Adversarially Robust One-class Novelty Detection",
+        venue="IEEE TPAMI",
+        year=2022,
+        link="https://arxiv.org/abs/2108.11168",
+        authors="Lo, Oza & Patel",
+    )
+    adversarially_trained: ClassVar[bool] = True  # a * (robust) method in COBRA's tables
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(58.3, 33.2),
+        cifar100=(51.9, 26.2),
+        mnist=(97.8, 83.1),
+        fmnist=(92.5, 69.2),
+        svhn=(63.0, 11.2),
+        visa=(57.3, 16.1),
+        mvtec=(63.6, 24.4),
+    )
 
     def build(self, input_shape: tuple[int, int, int]) -> None:
         self.build_autoencoder(input_shape)

@@ -14,6 +14,7 @@ from bench.errors import UsageError
 from bench.progress import NULL_PROGRESS, Progress
 from detectors.base import Detector, DetectorConfig, register_detector
 from detectors.common import PretrainedBackbone, embed, fit_minibatches, load_state_file, setup_seeded
+from detectors.papers import Citation, PaperResult, cobra_results
 
 
 @dataclass
@@ -146,6 +147,22 @@ class Transformaly(Detector):
         "epochs": 3,
         "first_block": 0,
     }
+    citation: ClassVar[Citation | None] = Citation(
+        title="Transformaly - Two (Feature Spaces) Are Better Than One",
+        venue="CVPR Workshops",
+        year=2022,
+        link="https://arxiv.org/abs/2112.04185",
+        authors="Cohen & Avidan",
+    )
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(98.3, 3.7),
+        cifar100=(97.3, 9.4),
+        mnist=(94.8, 7.9),
+        fmnist=(94.4, 7.4),
+        svhn=(56.9, 0.9),
+        visa=(85.5, 0.0),
+        mvtec=(88.5, 2.2),
+    )
 
     def check_requirements(self) -> None:
         cfg = self.config

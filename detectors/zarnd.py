@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from bench.errors import UsageError
 from detectors.base import register_detector
 from detectors.knn_pretrained import KNNPretrained, KNNPretrainedConfig
+from detectors.papers import Citation, PaperResult, cobra_results
 
 
 @dataclass
@@ -31,6 +32,24 @@ class ZARND(KNNPretrained):
 
     Config = ZARNDConfig
     tiny_config: ClassVar[dict[str, Any]] = {"backbone_size": 32}
+    citation: ClassVar[Citation | None] = Citation(
+        title="Killing it with Zero-Shot: Adversarially Robust Novelty Detection",
+        venue="ICASSP",
+        year=2024,
+        link="https://arxiv.org/abs/2501.15271",
+        authors="Mirzaei et al.",
+    )
+    # A * (robust) method in COBRA's tables: its features come from adversarially trained ImageNet weights.
+    adversarially_trained: ClassVar[bool] = True
+    paper_results: ClassVar[dict[str, PaperResult]] = cobra_results(
+        cifar10=(89.7, 56.0),
+        cifar100=(88.4, 47.6),
+        mnist=(99.0, 91.2),
+        fmnist=(95.0, 82.3),
+        svhn=(53.5, 9.6),
+        visa=(71.8, 24.9),
+        mvtec=(71.6, 30.1),
+    )
 
     def check_requirements(self) -> None:
         if self.config.weights_path is None:
