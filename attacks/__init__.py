@@ -5,6 +5,7 @@ import pkgutil
 
 from attacks.base import Attack, AttackConfig
 from attacks.registry import ATTACKS, create_attack, list_attacks, register_attack
+from bench.plugins import ATTACK_GROUP, load_entry_points
 
 _SUPPORT_MODULES = {"base", "common", "registry"}
 
@@ -13,3 +14,5 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ATTACKS", "Attack", "AttackConfig", "create_attack", "list_attacks", "register_attack"]
+
+load_entry_points(ATTACK_GROUP)  # attacks of installed distributions (their entry points)

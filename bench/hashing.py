@@ -25,10 +25,15 @@ def code_version(cls: type, package: str) -> str:
 
 
 def class_sources(cls: type, package: str) -> frozenset[Path]:
-    """Source files of ``package`` that ``cls`` depends on: the modules of its class hierarchy inside the package
-    and every package module they use (``module_closure``)."""
-    modules = {k.__module__ for k in cls.__mro__ if k.__module__.startswith(f"{package}.")}
-    return frozenset().union(*(module_closure(module, package) for module in modules))
+    """Source files that ``cls`` depends on: the modules of its class hierarchy inside ``package`` with every package
+    module they use (``module_closure``), and the files of the classes above the first package class in its MRO
+    (a plugin's detector or attack defined outside the package)."""
+    inside = [k.__module__.startswith(f"{package}.") for k in cls.__mro__]
+    modules = {k.__module__ for k, ok in zip(cls.__mro__, inside, strict=True) if ok}
+    first = inside.index(True) if True in inside else len(inside)
+    plugins = (sys.modules[k.__module__] for k in cls.__mro__[:first])
+    files = {Path(m.__file__) for m in plugins if getattr(m, "__file__", None)}
+    return frozenset(files).union(*(module_closure(module, package) for module in modules))
 
 
 @functools.cache

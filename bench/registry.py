@@ -1,16 +1,34 @@
-"""Name -> factory registries with ``all`` / comma-list / glob expansion (in the spirit of timm's registry), and
-``build_config``: a registered class's Config dataclass from options, validated."""
+"""Name -> factory registries with ``all`` / comma-list / glob expansion (in the spirit of timm's registry) that
+tell where each entry comes from; ``build_config``: a registered class's Config dataclass from options."""
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UsageError
 
 T = TypeVar("T")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Origins of modules loaded as plugins (``bench.plugins``): a module name -> its label, also for its submodules.
+PLUGIN_ORIGINS: dict[str, str] = {}
+
+
+def module_origin(module: str) -> str:
+    """Where entries defined in ``module`` come from: the plugin that loaded it, else its file relative to the
+    project (a built-in entry), else its file or its name."""
+    for prefix, origin in PLUGIN_ORIGINS.items():
+        if module == prefix or module.startswith(f"{prefix}."):
+            return origin
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if file is None:
+        return module
+    path = Path(file).resolve()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
 class Registry(Generic[T]):
@@ -47,6 +65,11 @@ class Registry(Generic[T]):
     def describe(self) -> dict[str, str]:
         """Name -> one-line description."""
         return {name: self._descriptions[name] for name in self.names()}
+
+    def origin(self, name: str) -> str:
+        """Where entry ``name`` comes from: its file under the project (built in), ``plugin <file or module>``
+        (``--plugins``) or ``<distribution> <version> (entry point)``."""
+        return module_origin(getattr(self.get(name), "__module__", None) or "")
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

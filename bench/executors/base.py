@@ -1,9 +1,8 @@
 """The executor contract and what every engine shares: the registry, longest-first scheduling, worker re-imports
-and the bookkeeping that turns a dead worker's unfinished cells into failed records."""
+(plugins included) and the bookkeeping that turns a dead worker's unfinished cells into failed records."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from bench.errors import UsageError
 from bench.grid import FitGroup
 from bench.history import TimingHistory
 from bench.plan import PlannedGroup, longest_first, plan_groups
+from bench.plugins import load_plugins, loaded_plugins, plugin_spec
 from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry
 from bench.runner import GroupResult, failed_records
@@ -103,20 +103,23 @@ def finished_in(planned: PlannedGroup) -> set[str]:
 
 
 def registry_modules(groups: list[FitGroup]) -> list[str]:
-    """Modules defining the grid's detectors, attacks and datasets: workers import them so registries match."""
+    """What workers import so their registries match: this process's plugins (in order; plugin files by path),
+    then the modules defining the grid's detectors, attacks and datasets."""
     names = set()
     for group in groups:
         names.add(DETECTORS.get(group.fit.detector).__module__)
         names.add(DATASETS.get(group.fit.dataset).__module__)
         names.update(ATTACKS.get(job.attack).__module__ for job in group.evals)
-    return sorted(names - {"__main__", "__mp_main__"})
+    plugins = loaded_plugins()
+    specs = {plugin_spec(name) for name in names - {"__main__", "__mp_main__"}}
+    return [*plugins, *sorted(specs - set(plugins))]
 
 
 def import_modules(modules: list[str], paths: list[str]) -> None:
-    """Make ``paths`` importable, then import ``modules`` (registering their detectors/attacks/datasets)."""
+    """Make ``paths`` importable, then import ``modules`` (module names, or plugin files by path), registering their
+    detectors, attacks and datasets."""
     sys.path.extend(p for p in paths if p not in sys.path)
-    for module in modules:
-        importlib.import_module(module)
+    load_plugins(modules)
 
 
 def sweep_partial_files(root: Path) -> None:
