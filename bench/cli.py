@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from bench.config import RunConfig, config_from_preset, list_presets, parse_eps, parse_ints, run_key
 from bench.errors import UsageError
+from bench.plugins import load_plugins
 from bench.threat import parse_norm
 
 COMMANDS = ("run", "plan", "list", "report", "check")
@@ -76,8 +77,15 @@ def build_parser() -> OneLineParser:
     run.add_argument("--list", action="store_true", help="same as the list subcommand")
     add_grid_arguments(sub.add_parser("plan", help="print the job matrix with estimated time and run nothing"))
     sub.add_parser("list", help="list detectors, attacks, datasets, executors and presets")
-    report = sub.add_parser("report", help="regenerate every report of a run from its records")
-    report.add_argument("--results", required=True, metavar="DIR", help="the run's results folder")
+    report = sub.add_parser("report", help="regenerate every report of a run (or of several merged) from its records")
+    report.add_argument(
+        "--results", required=True, nargs="+", metavar="DIR",
+        help="results folders; several make one leaderboard, the latest record per key winning (a later folder wins)",
+    )  # fmt: skip
+    report.add_argument("--out", metavar="DIR", help="where to write (default: the one --results folder)")
+    report.add_argument(
+        "--reproduction", action="store_true", help="also write reproduction.md: ours vs the papers' numbers"
+    )
     report.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
     check = sub.add_parser("check", help="regression gate: compare a run's AUROC numbers with a baseline")
     check.add_argument(
@@ -87,6 +95,11 @@ def build_parser() -> OneLineParser:
     check.add_argument("--update", action="store_true", help="rewrite the baseline from this run instead of checking")
     check.add_argument("--abs-tol", type=tolerance, default=None, help="absolute tolerance (AUROC fraction)")
     check.add_argument("--rel-tol", type=tolerance, default=None, help="relative tolerance (fraction of baseline)")
+    for subparser in sub.choices.values():
+        subparser.add_argument(
+            "--plugins", action="append", default=[], metavar="MODULE|FILE.py",
+            help="import detectors/attacks from a module or .py file first (comma list or repeated)",
+        )  # fmt: skip
     return p
 
 
@@ -170,24 +183,22 @@ def select_detectors(spec: str | list[str], options: dict[str, dict], preset: st
 
 
 def print_listing() -> None:
-    """Registries with their one-line descriptions."""
-    from attacks import list_attacks
-    from bench.data import list_datasets
+    """Registries: each entry with where it comes from (its file, ``plugin ...``, a distribution) and its
+    one-line description."""
+    from attacks import ATTACKS
+    from bench.data import DATASETS
     from bench.executors import EXECUTORS
-    from detectors import list_detectors
+    from detectors import DETECTORS
 
-    sections = [
-        ("detectors", list_detectors()),
-        ("attacks", list_attacks()),
-        ("datasets", list_datasets()),
-        ("executors", EXECUTORS.describe()),
-        ("presets", {p: "" for p in list_presets()}),
-    ]
-    for title, entries in sections:
+    registries = {"detectors": DETECTORS, "attacks": ATTACKS, "datasets": DATASETS, "executors": EXECUTORS}
+    sections = {title: [(name, registry.origin(name), text) for name, text in registry.describe().items()]
+                for title, registry in registries.items()}  # fmt: skip
+    sections["presets"] = [(preset, "", "") for preset in list_presets()]
+    for title, rows in sections.items():
         print(f"{title}:")
-        width = max(map(len, entries), default=0)
-        for name, description in entries.items():
-            print(f"  {name:<{width}}  {description}".rstrip())
+        width, origin_width = (max((len(row[i]) for row in rows), default=0) for i in (0, 1))
+        for name, origin, description in rows:
+            print(f"  {name:<{width}}  {origin:<{origin_width}}  {description}".rstrip())
 
 
 def results_folder(path: str) -> Path:
@@ -228,18 +239,30 @@ def list_command(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def report_command(args: argparse.Namespace, argv: list[str]) -> int:
-    """Write leaderboard.{csv,md,tex,html}, macros, per-class table and plots from a run's records."""
-    from bench.report import console_table, write_reports
-    from bench.store import load_records
+    """Write leaderboard.{csv,md,tex,html}, macros, per-class table and plots from the records of one run folder, or
+    of several merged into ``--out`` (each run's manifest cited); ``--reproduction`` adds reproduction.md."""
+    from bench import results
+    from bench.report import build_report, console_table, write_report
+    from bench.store import atomic_write_text
 
-    run_dir = results_folder(args.results)
-    records = load_records(run_dir)
-    written = write_reports(run_dir, records)
+    run_dirs: list[str] = args.results
+    for path in run_dirs:
+        results_folder(path)
+    if args.out is None and len(run_dirs) > 1:
+        raise UsageError("several --results folders need --out DIR: where to write the merged report")
+    out = Path(checked_out(args.out) if args.out else run_dirs[0])
+    report = build_report(results.load(*run_dirs), results.manifests(*run_dirs))
+    written = write_report(out, report)
+    if args.reproduction:
+        from bench.report.reproduction import render_reproduction
+
+        atomic_write_text(out / "reproduction.md", render_reproduction(report.frame, report.manifests))
+        written.append(out / "reproduction.md")
     if not args.quiet:
         from rich.console import Console
 
-        Console().print(console_table(records))
-        Console().print(f"wrote {len(written)} files to {run_dir}")
+        Console().print(console_table(report))
+        Console().print(f"wrote {len(written)} files to {out}")
     return 0
 
 
@@ -281,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse(argv)
+        load_plugins(split_names(",".join(args.plugins)) or [])
         return HANDLERS[args.command](args, argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

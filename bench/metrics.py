@@ -113,54 +113,6 @@ def aggregate_robust(records: list[Record]) -> dict[CellColumn, Summary]:
     return {key: summary for key, summary in out.items() if summary is not None}
 
 
-@dataclass(frozen=True)
-class MemberSummary:
-    """One member of an ensemble or worst-case column, averaged like the column (classes per seed, then seeds).
-
-    Attributes:
-        attack: the member's name.
-        robust: its own robust AUROC; None when it never ran.
-        share: the share of samples whose worst case it supplied; None when it never ran.
-        skipped: why it was skipped (the first reason seen), empty when it ran everywhere.
-    """
-
-    attack: str
-    robust: Summary | None
-    share: Summary | None
-    skipped: str = ""
-
-
-def aggregate_members(records: list[Record]) -> dict[CellColumn, list[MemberSummary]]:
-    """Members of records that carry ``members`` / ``skipped_members``, per (dataset, detector, (attack, norm, eps)),
-    in first-seen order."""
-    values: dict[tuple, dict[str, dict[str, dict[int, list[float]]]]] = defaultdict(dict)
-    skipped: dict[tuple, dict[str, str]] = defaultdict(dict)
-    for record in records:
-        if not record.ok or record.robust_auroc is None:
-            continue
-        key, seed = (record.dataset, record.detector, attack_key(record)), int(record.seed)
-        for member in record.members or ():
-            per_metric = values[key].setdefault(member["attack"], {"robust_auroc": {}, "share": {}})
-            for metric, per_seed in per_metric.items():
-                if member.get(metric) is not None:
-                    per_seed.setdefault(seed, []).append(float(member[metric]))
-        for member in record.skipped_members or ():
-            skipped[key].setdefault(member["attack"], str(member.get("reason") or ""))
-    out = {}
-    for key in [*values, *(k for k in skipped if k not in values)]:
-        ran, reasons = values.get(key, {}), skipped.get(key, {})
-        out[key] = [
-            MemberSummary(
-                name,
-                summarise_seeds(ran[name]["robust_auroc"], set(), False) if name in ran else None,
-                summarise_seeds(ran[name]["share"], set(), False) if name in ran else None,
-                reasons.get(name, ""),
-            )
-            for name in dict.fromkeys([*ran, *reasons])
-        ]
-    return out
-
-
 def aggregate_clean(records: list[Record]) -> dict[tuple[str, str], Summary]:
     """Clean AUROC per (dataset, detector): one value per fit (shared by its attacks), averaged like robust AUROC."""
     per_fit: dict[tuple, float | None] = {}
@@ -182,22 +134,36 @@ def aggregate_clean(records: list[Record]) -> dict[tuple[str, str], Summary]:
     return {key: summary for key, summary in out.items() if summary is not None}
 
 
-def passes_per_image(records: list[Record]) -> dict[tuple[str, str], float]:
-    """Mean backbone passes per attacked image per (dataset, detector), over records that report them."""
-    ratios: dict[tuple, list[float]] = defaultdict(list)
-    for record in records:
-        passes, n = record.backbone_passes, (record.n_normal or 0) + (record.n_anomaly or 0)
-        if passes is not None and n > 0 and record.ok:
-            ratios[record.dataset, record.detector].append(float(passes) / n)
-    return {key: float(np.mean(values)) for key, values in ratios.items()}
-
-
 def _ranked_auroc(scores: np.ndarray, n_anomaly: int) -> np.ndarray:
     """Row-wise AUROC of [B, N] scores whose first ``n_anomaly`` columns are the anomalies (Mann-Whitney U)."""
     ranks = rankdata(scores, axis=1)
     n_normal = scores.shape[1] - n_anomaly
     u = ranks[:, :n_anomaly].sum(axis=1) - n_anomaly * (n_anomaly + 1) / 2
     return u / (n_anomaly * n_normal)
+
+
+def bootstrap_aurocs(
+    scores: np.ndarray, is_anomaly: np.ndarray, *, n_resamples: int = 1000, generator: torch.Generator | None = None
+) -> np.ndarray:
+    """AUROC of each of ``n_resamples`` stratified bootstrap resamples of one cell's samples [n_resamples].
+
+    Normals and anomalies are resampled separately, so every resample keeps both groups; ``generator`` (seed 0
+    when None) draws the anomalies' indices, then the normals'.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(is_anomaly).astype(bool)
+    auroc(scores, labels)  # validates labels and finiteness
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    anomalies, normals = scores[labels], scores[~labels]
+    pick_a = torch.randint(len(anomalies), (n_resamples, len(anomalies)), generator=generator).numpy()
+    pick_n = torch.randint(len(normals), (n_resamples, len(normals)), generator=generator).numpy()
+    return _ranked_auroc(np.concatenate([anomalies[pick_a], normals[pick_n]], axis=1), len(anomalies))
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap values."""
+    tail = (1 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def bootstrap_auroc_ci(
@@ -208,9 +174,7 @@ def bootstrap_auroc_ci(
     level: float = 0.95,
     generator: torch.Generator | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of one cell's AUROC, resampling samples within each group.
-
-    Normals and anomalies are resampled separately (stratified) so every resample keeps both groups.
+    """Percentile bootstrap confidence interval of one cell's AUROC (``bootstrap_aurocs``), as fractions (low, high).
 
     Args:
         scores: per-sample scores [N], higher = more anomalous.
@@ -218,18 +182,6 @@ def bootstrap_auroc_ci(
         n_resamples: number of bootstrap resamples.
         level: coverage of the interval, e.g. 0.95.
         generator: the seeded source of the resampling indices (seed 0 when None).
-
-    Returns:
-        (low, high) as fractions.
     """
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(is_anomaly).astype(bool)
-    auroc(scores, labels)  # validates labels and finiteness
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    anomalies, normals = scores[labels], scores[~labels]
-    pick_a = torch.randint(len(anomalies), (n_resamples, len(anomalies)), generator=generator).numpy()
-    pick_n = torch.randint(len(normals), (n_resamples, len(normals)), generator=generator).numpy()
-    resampled = np.concatenate([anomalies[pick_a], normals[pick_n]], axis=1)
-    values = _ranked_auroc(resampled, len(anomalies))
-    tail = (1 - level) / 2
-    low, high = np.quantile(values, [tail, 1 - tail])
-    return float(low), float(high)
+    values = bootstrap_aurocs(scores, is_anomaly, n_resamples=n_resamples, generator=generator)
+    return percentile_interval(values, level)

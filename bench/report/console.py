@@ -1,4 +1,4 @@
-"""The leaderboard as a rich Table for the terminal."""
+"""The leaderboards as rich Tables for the terminal."""
 
 from __future__ import annotations
 
@@ -6,30 +6,37 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.model import FLAG_MARK, build_leaderboard, describe_flag, format_cell
+from bench.report.model import FLAG_MARK, Report, build_report, cell_text, describe_flag, flagged, header, marks
+from bench.results import PAPER_NUMBERS, auroc_columns, frame_of
 from bench.store import Record
 
 RANK_STYLES = {1: "bold", 2: "underline"}
 
 
-def console_table(records: list[Record], title: str = "AUROC (%)") -> RenderableType:
-    """A rich Table: a row per detector, per dataset Clean, worst-case and one column per attack budget; best bold,
-    second underlined, flagged cells marked; under it, each flag explained on one line."""
-    board = build_leaderboard(records)
-    table = Table(title=title + (f", mean ± std over {board.n_seeds} seeds" if board.n_seeds > 1 else ""))
-    table.add_column("Detector", style="cyan")
-    for dataset_table in board.tables:
-        for column in dataset_table.columns:
-            table.add_column(f"{dataset_table.dataset}\n{column.label}", justify="right")
-    for detector in board.detectors:
-        cells = []
-        for dataset_table in board.tables:
-            for i in range(len(dataset_table.columns)):
-                cell = dataset_table.cell(detector, i)
-                text = format_cell(cell) + (FLAG_MARK if cell is not None and cell.flags else "")
-                cells.append(Text(text, style=RANK_STYLES.get(dataset_table.rank(detector, i), "")))
-        table.add_row(Text(detector), *cells)
-    if not board.flags:
-        return table
-    legend = [f"{FLAG_MARK} flagged by the sanity ladder (the robust number may be unreliable):"]
-    return Group(table, Text("\n".join([*legend, *(f"- {describe_flag(flag)}" for flag in board.flags)])))
+def console_table(source: Report | list[Record], title: str = "AUROC (%)") -> RenderableType:
+    """Per dataset a rich Table, ranked: Rank, Detector, Clean, worst-case and one column per attack budget, the
+    paper's numbers where known; best bold, second underlined, flagged cells marked; under them, each flag explained
+    on one line. Records give no intervals (their scores' folder is unknown); a ``Report`` of a run folder does."""
+    report = source if isinstance(source, Report) else build_report(frame_of(source))
+    tables: list[RenderableType] = []
+    for dataset, board in report.boards.items():
+        n_seeds = report.n_seeds(dataset)
+        table = Table(title=f"{dataset}: {title}" + (f", mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""))
+        table.add_column("Rank", justify="right")
+        table.add_column("Detector", style="cyan", no_wrap=True)
+        columns = auroc_columns(board)
+        papers = [c for c in PAPER_NUMBERS if board[c].notna().any()]
+        for column in [*columns, *papers]:
+            table.add_column(header(column), justify="right")
+        styles = {c: [RANK_STYLES.get(m, "") for m in marks(board[c])] for c in columns}
+        for i, (_, row) in enumerate(board.iterrows()):
+            cells = [
+                Text(cell_text(row, c) + (FLAG_MARK if flagged(row, c) else ""), style=styles[c][i]) for c in columns
+            ]
+            cells += [Text(cell_text(row, c)) for c in papers]
+            table.add_row(str(row["rank"]), Text(str(row["detector"])), *cells)
+        tables.append(table)
+    if report.flags:
+        legend = [f"{FLAG_MARK} flagged by the sanity ladder (the robust number may be unreliable):"]
+        tables.append(Text("\n".join([*legend, *(f"- {describe_flag(flag)}" for flag in report.flags)])))
+    return Group(*tables)

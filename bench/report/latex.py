@@ -1,18 +1,29 @@
-"""Paper-ready LaTeX: leaderboard.tex (booktabs), leaderboard_macros.tex (one macro per number) and
-leaderboard_perclass.tex (rows classes, columns detectors, cells clean/robust, like COBRA's MVTec table).
+"""Paper-ready LaTeX, tables rendered by pandas' Styler: leaderboard.tex (per dataset a ranked booktabs table, best
+per column in bold, second underlined), leaderboard_macros.tex (one macro per number) and leaderboard_perclass.tex
+(rows classes, columns detectors in leaderboard order, cells clean/robust, like COBRA's MVTec table).
 
-The tables need ``\\usepackage{booktabs}`` in the including document; second-best cells use ``\\underline``.
+The tables need ``\\usepackage{booktabs}`` in the including document.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-import numpy as np
+import pandas as pd
 
-from bench.metrics import Summary, attack_key
-from bench.report.model import COLUMNS_NOTE, FLAG_DESCRIPTIONS, Column, DatasetTable, Leaderboard, pct
-from bench.store import Record
+from bench.report.model import (
+    COLUMNS_NOTE,
+    FLAG_DESCRIPTIONS,
+    RANKING_NOTE,
+    Report,
+    flagged,
+    flags_of,
+    header,
+    marks,
+    number,
+    yes,
+)
+from bench.results import LEVEL, PAPER_NUMBERS, PASSES, auroc_columns
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -58,73 +69,109 @@ def macro_name(*parts: str) -> str:
     return name[0].lower() + name[1:]
 
 
-def _number(summary: Summary, rank: int | None, flagged: bool, with_std: bool) -> str:
-    text = pct(summary.mean)
-    text = rf"\textbf{{{text}}}" if rank == 1 else rf"\underline{{{text}}}" if rank == 2 else text
-    if with_std and summary.std is not None:
-        text += rf"\,{{\scriptsize$\pm${pct(summary.std)}}}"
-    return text + (r"$^{\dagger}$" if flagged else "")
+MISSING = "--"
+#: Styler props of a best / second cell.
+MARK_PROPS = {1: "textbf: --rwrap;", 2: "underline: --rwrap;"}
 
 
-def _cell(table: DatasetTable, detector: str, column: int, with_std: bool) -> str:
-    summary = table.cell(detector, column)
-    if summary is None:
-        return "--"
-    return _number(summary, table.rank(detector, column), bool(summary.flags), with_std)
+def tabular(table: pd.DataFrame, styles: pd.DataFrame, column_format: str) -> list[str]:
+    """Lines of a booktabs tabular of a table of LaTeX texts; ``styles``: each cell's Styler props."""
+    styler = table.style.hide(axis="index").apply(lambda _: styles, axis=None)
+    return styler.to_latex(hrules=True, column_format=column_format).splitlines()
 
 
-def _caption(board: Leaderboard) -> str:
-    seeds = f"mean $\\pm$ std over {board.n_seeds} seeds" if board.n_seeds > 1 else "one seed"
+def _number(row: pd.Series, column: str, intervals: bool) -> str:
+    """A cell: the number, ``± std`` over seeds, the bootstrap interval when ``intervals``, a dagger when flagged."""
+    if pd.isna(row[column]):
+        return MISSING
+    text = number(row[column])
+    std, ci = row.get(f"{column} std"), row.get(f"{column} ci")
+    if std is not None and pd.notna(std):
+        text += rf"\,{{\scriptsize$\pm${std:.1f}}}"
+    elif intervals and isinstance(ci, tuple):
+        text += rf"\,{{\scriptsize[{ci[0]:.1f}, {ci[1]:.1f}]}}"
+    return text + (r"$^{\dagger}$" if flagged(row, column) else "")
+
+
+def _runs(report: Report) -> str:
+    keys = [rf"\texttt{{{latex_escape(k)}}}" for k in report.run_keys if k]
+    if not keys:
+        return ""
+    presets = ", ".join(rf"\texttt{{{latex_escape(p)}}}" for p in report.presets)
+    return (" Run " if len(keys) == 1 else " Runs ") + ", ".join(keys) + (f" (preset {presets})." if presets else ".")
+
+
+def _caption(report: Report, dataset: str, board: pd.DataFrame, intervals: bool, papers: bool) -> str:
+    n_seeds = report.n_seeds(dataset)
+    seeds = f"mean $\\pm$ std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    if n_seeds == 1 and intervals:
+        seeds += f", {100 * LEVEL:.0f}\\% bootstrap interval in brackets"
     text = (
-        f"Clean and robust AUROC (\\%), averaged over normal classes ({seeds}). {latex_escape(COLUMNS_NOTE)}. "
-        "Best per column in bold, second underlined."
+        f"{latex_escape(dataset)}: clean and robust AUROC (\\%), averaged over normal classes ({seeds}). "
+        f"{RANKING_NOTE}. {latex_escape(COLUMNS_NOTE)}. Best per column in bold, second underlined."
     )
-    if board.flags:
+    if papers:
+        text += " Paper clean / robust: what the detector's paper reports."
+    if flags_of([board]):
         text += " $^{\\dagger}$Flagged by the sanity ladder (legend below the table)."
-    if board.run_key:
-        text += f" Run \\texttt{{{latex_escape(board.run_key)}}}"
-        text += f" (preset \\texttt{{{latex_escape(board.preset)}}})." if board.preset else "."
-    return text
+    return text + _runs(report)
 
 
-def render_leaderboard_tex(board: Leaderboard) -> str:
-    """leaderboard.tex: one booktabs table, one column group per dataset (Clean | one column per attack)."""
-    with_std = board.n_seeds > 1
-    spec = "l" + "".join("r" * len(t.columns) for t in board.tables)
-    groups, rules, start = [], [], 2
-    for table in board.tables:
-        end = start + len(table.columns) - 1
-        groups.append(rf"\multicolumn{{{len(table.columns)}}}{{c}}{{{latex_escape(table.dataset)}}}")
-        rules.append(rf"\cmidrule(lr){{{start}-{end}}}")
-        start = end + 1
-    labels = [latex_escape(c.label) for t in board.tables for c in t.columns]
-    lines = [
-        f"% Generated by robust-ad-bench from run {board.run_key or '(unknown)'}; needs \\usepackage{{booktabs}}.",
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{_caption(board)}}}",
-        r"\label{tab:leaderboard}",
-        r"\small",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(["", *groups]) + r" \\",
-        " ".join(rules),
-        " & ".join(["Detector", *labels]) + r" \\",
-        r"\midrule",
-    ]
-    for detector in board.detectors:
-        cells = [_cell(t, detector, i, with_std) for t in board.tables for i in range(len(t.columns))]
-        lines.append(" & ".join([latex_escape(detector), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", *_legend(board), r"\end{table}", ""]
+def _board_table(board: pd.DataFrame, intervals: bool) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(texts, Styler props, column format) of one leaderboard."""
+    table = pd.DataFrame({"Rank": board["rank"].astype(str), "Detector": board["detector"].map(latex_escape)})
+    styles = pd.DataFrame("", index=board.index, columns=["Rank", "Detector"])
+    column_format = "rl"
+    if board["paper"].notna().any():
+        table["Venue"] = board["venue"].fillna("").map(latex_escape)
+        table["Adv.\\ trained"] = board["adv_trained"].map(yes)
+        styles["Venue"] = styles["Adv.\\ trained"] = ""
+        column_format += "lc"
+    for column in auroc_columns(board):
+        name = latex_escape(header(column))
+        table[name] = [_number(row, column, intervals) for _, row in board.iterrows()]
+        styles[name] = marks(board[column]).map(lambda mark: MARK_PROPS.get(mark, ""))
+        column_format += "r"
+    for column in PAPER_NUMBERS:
+        if board[column].notna().any():
+            table[header(column)] = board[column].map(lambda v: MISSING if pd.isna(v) else number(v))
+            styles[header(column)] = ""
+            column_format += "r"
+    return table, styles, column_format
+
+
+def render_leaderboard_tex(report: Report, *, intervals: bool = False) -> str:
+    """leaderboard.tex: per dataset one booktabs table, ranked; ``intervals`` adds each cell's bootstrap interval
+    (one seed; several seeds always show ± std)."""
+    lines = [f"% Generated by robust-ad-bench from {_origin(report)}; needs \\usepackage{{booktabs}}."]
+    for dataset, board in report.boards.items():
+        table, styles, column_format = _board_table(board, intervals)
+        papers = any(board[c].notna().any() for c in PAPER_NUMBERS)
+        lines += [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{_caption(report, dataset, board, intervals, papers)}}}",
+            rf"\label{{tab:leaderboard-{macro_name(dataset)}}}",
+            r"\small",
+            *tabular(table, styles, column_format),
+            *_legend(flags_of([board])),
+            r"\end{table}",
+            "",
+        ]
     return "\n".join(lines)
 
 
-def _legend(board: Leaderboard) -> list[str]:
+def _origin(report: Report) -> str:
+    keys = [k for k in report.run_keys if k]
+    return ("run " if len(keys) == 1 else "runs ") + ", ".join(keys) if keys else "run (unknown)"
+
+
+def _legend(flags: list[str]) -> list[str]:
     """One line per flag under the table: ``$^\\dagger$`` flag: what it means."""
-    if not board.flags:
+    if not flags:
         return []
     lines = [r"\par\smallskip\footnotesize"]
-    for flag in board.flags:
+    for flag in flags:
         text = rf"$^{{\dagger}}$\texttt{{{latex_escape(flag)}}}"
         if flag in FLAG_DESCRIPTIONS:
             text += ": " + latex_escape(FLAG_DESCRIPTIONS[flag])
@@ -132,92 +179,84 @@ def _legend(board: Leaderboard) -> list[str]:
     return lines
 
 
-def _macro_entries(board: Leaderboard) -> list[tuple[list[str], str, str]]:
-    """(name parts, value, comment) of every number in the leaderboard."""
+def _macro_entries(dataset: str, board: pd.DataFrame) -> list[tuple[list[str], str, str]]:
+    """(name parts, value, comment) of every number of one leaderboard, detectors by name."""
     entries = []
-    for table in board.tables:
-        for (detector, i), summary in sorted(table.cells.items()):
-            column = table.columns[i]
-            parts = [detector, table.dataset, *(["Clean"] if column.is_clean else [column.label, "Robust"])]
-            where = f"{detector} / {table.dataset} / {column.label}"
-            entries.append((parts, pct(summary.mean), where))
-            if summary.std is not None:
-                entries.append(([*parts, "Std"], pct(summary.std), f"{where} (std over seeds)"))
-        for detector, passes in sorted(table.passes.items()):
-            entries.append(([detector, table.dataset, "Passes"], f"{passes:.1f}", f"{detector} / {table.dataset}"))
+    rows = board.sort_values("detector", kind="mergesort")
+    for _, row in rows.iterrows():
+        detector = str(row["detector"])
+        for column in auroc_columns(board):
+            if pd.isna(row[column]):
+                continue
+            parts = [detector, dataset, *(["Clean"] if column == "clean" else [column, "Robust"])]
+            where = f"{detector} / {dataset} / {header(column)}"
+            entries.append((parts, number(row[column]), where))
+            std, ci = row.get(f"{column} std"), row.get(f"{column} ci")
+            if std is not None and pd.notna(std):
+                entries.append(([*parts, "Std"], number(std), f"{where} (std over seeds)"))
+            if isinstance(ci, tuple):
+                entries.append(([*parts, "Low"], number(ci[0]), f"{where} (bootstrap interval, low)"))
+                entries.append(([*parts, "High"], number(ci[1]), f"{where} (bootstrap interval, high)"))
+    for detector, passes in rows.loc[rows[PASSES].notna(), ["detector", PASSES]].itertuples(index=False):
+        entries.append(([str(detector), dataset, "Passes"], number(passes), f"{detector} / {dataset}"))
     return entries
 
 
-def render_macros(board: Leaderboard) -> str:
+def render_macros(report: Report) -> str:
     """leaderboard_macros.tex: ``\\newcommand{\\cobraDigitsPgdRobust}{81.2}`` per number; names are unique."""
     seen: dict[str, int] = defaultdict(int)
-    lines = [f"% AUROC (%) macros generated by robust-ad-bench from run {board.run_key or '(unknown)'}."]
-    for parts, value, where in _macro_entries(board):
-        name = macro_name(*parts)
-        seen[name] += 1
-        if seen[name] > 1:
-            name += "Variant" + macro_words(str(seen[name]))
-        lines.append(rf"\newcommand{{\{name}}}{{{value}}} % {where}")
+    lines = [f"% AUROC (%) macros generated by robust-ad-bench from {_origin(report)}."]
+    for dataset, board in report.boards.items():
+        for parts, value, where in _macro_entries(dataset, board):
+            name = macro_name(*parts)
+            seen[name] += 1
+            if seen[name] > 1:
+                name += "Variant" + macro_words(str(seen[name]))
+            lines.append(rf"\newcommand{{\{name}}}{{{value}}} % {where}")
     return "\n".join(lines) + "\n"
 
 
-def _per_class_means(records: list[Record], attack: tuple[str, str, float]) -> dict:
-    """(class index, detector) -> (clean mean, robust mean) over seeds for one attack column."""
-    clean, robust = defaultdict(list), defaultdict(list)
-    for r in records:
-        if not r.ok or attack_key(r) != attack:
-            continue
-        key = (r.normal_class, r.detector)
-        if r.clean_auroc is not None:
-            clean[key].append(r.clean_auroc)
-        if r.robust_auroc is not None:
-            robust[key].append(r.robust_auroc)
-    return {k: (float(np.mean(clean[k])), float(np.mean(robust[k]))) for k in clean if k in robust}
-
-
-def _best_in_row(values: dict[str, float]) -> set[str]:
-    return {d for d, v in values.items() if v == max(values.values())} if len(values) > 1 else set()
-
-
-def _per_class_table(table: DatasetTable, column: Column, records: list[Record], run_key: str) -> list[str]:
-    means = _per_class_means(records, column.attack)
-    names = {r.normal_class: str(r.class_name or r.normal_class) for r in records}
-    detectors = table.detectors
-    lines = [
+def _per_class_table(report: Report, dataset: str, column: str) -> list[str]:
+    """One (dataset, robust column) table: a row per class and a Mean row, a column per detector (leaderboard
+    order), cells clean/robust; per row the best robust AUROC in bold."""
+    board, classes = report.boards[dataset], report.per_class[dataset]
+    detectors = list(board["detector"])
+    names = classes.drop_duplicates("normal_class").sort_values("normal_class").set_index("normal_class")["class"]
+    clean, robust = (
+        pd.concat([
+            classes.pivot(index="normal_class", columns="detector", values=name).reindex(names.index),
+            board.set_index("detector")[[name]].T.set_axis(["Mean"]),
+        ])[detectors]
+        for name in ("clean", column)
+    )  # fmt: skip
+    texts = pd.DataFrame(
+        [[f"{number(c)}/{number(r)}" if pd.notna(c) and pd.notna(r) else MISSING for c, r in zip(cs, rs, strict=True)]
+         for cs, rs in zip(clean.to_numpy(), robust.to_numpy(), strict=True)],
+        columns=[latex_escape(d) for d in detectors],
+    )  # fmt: skip
+    best = robust.eq(robust.max(axis=1), axis=0) & (robust.notna().sum(axis=1) > 1).to_numpy()[:, None]
+    styles = pd.DataFrame(best.to_numpy(), columns=texts.columns).replace({True: MARK_PROPS[1], False: ""})
+    texts.insert(0, "Class", [latex_escape(n) for n in [*names, "Mean"]])
+    styles.insert(0, "Class", "")
+    body = "\n".join(tabular(texts, styles, "l" + "c" * len(detectors))).replace("\nMean & ", "\n\\midrule\nMean & ")
+    run = _runs(report)
+    return [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{latex_escape(table.dataset)}: clean / robust AUROC (\%) per normal class under "
-        rf"{latex_escape(column.label)} (mean over seeds; best robust per class in bold)."
-        + (rf" Run \texttt{{{latex_escape(run_key)}}}.}}" if run_key else "}"),
-        rf"\label{{tab:perclass-{macro_name(table.dataset, column.label)}}}",
+        rf"\caption{{{latex_escape(dataset)}: clean / robust AUROC (\%) per normal class under "
+        rf"{latex_escape(column)} (mean over seeds; best robust per class in bold).{run}}}",
+        rf"\label{{tab:perclass-{macro_name(dataset, column)}}}",
         r"\small",
-        rf"\begin{{tabular}}{{l{'c' * len(detectors)}}}",
-        r"\toprule",
-        " & ".join(["Class", *(latex_escape(d) for d in detectors)]) + r" \\",
-        r"\midrule",
+        *body.splitlines(),
+        r"\end{table}",
+        "",
     ]
-    rows = [(names[c], {d: means[c, d] for d in detectors if (c, d) in means}) for c in sorted(names)]
-    covered = {d: [v[d] for _, v in rows if d in v] for d in detectors}
-    overall = {d: tuple(np.mean(pairs, axis=0)) for d, pairs in covered.items() if pairs}
-    for label, values in [*rows, ("Mean", overall)]:
-        if label == "Mean":
-            lines.append(r"\midrule")
-        best = _best_in_row({d: v[1] for d, v in values.items()})
-        cells = [
-            f"{pct(values[d][0])}/" + (rf"\textbf{{{pct(values[d][1])}}}" if d in best else pct(values[d][1]))
-            if d in values
-            else "--"
-            for d in detectors
-        ]
-        lines.append(" & ".join([latex_escape(label), *cells]) + r" \\")
-    return [*lines, r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
 
 
-def render_perclass_tex(board: Leaderboard, records: list[Record]) -> str:
-    """leaderboard_perclass.tex: one table per (dataset, attack column)."""
-    lines = [f"% Per-class AUROC generated by robust-ad-bench from run {board.run_key or '(unknown)'}."]
-    for table in board.tables:
-        subset = [r for r in records if r.dataset == table.dataset]
-        for column in table.columns[1:]:
-            lines.extend(_per_class_table(table, column, subset, board.run_key))
+def render_perclass_tex(report: Report) -> str:
+    """leaderboard_perclass.tex: one table per (dataset, robust column)."""
+    lines = [f"% Per-class AUROC generated by robust-ad-bench from {_origin(report)}."]
+    for dataset, board in report.boards.items():
+        for column in auroc_columns(board)[1:]:
+            lines.extend(_per_class_table(report, dataset, column))
     return "\n".join(lines)

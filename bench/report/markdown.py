@@ -1,95 +1,151 @@
-"""leaderboard.md: one Markdown table per dataset, best per column in bold, flagged cells marked with a dagger."""
+"""leaderboard.md: per dataset a ranked table (``DataFrame.to_markdown``), its flagged cells and members; then the
+flags' legend and the runs reported."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import pandas as pd
 
 from bench.report.model import (
     COLUMNS_NOTE,
     FLAG_MARK,
     MEMBERS_NOTE,
-    DatasetTable,
-    Leaderboard,
+    MISSING,
+    RANKING_NOTE,
+    Report,
+    cell_text,
     describe_flag,
-    format_cell,
-    member_texts,
+    flagged,
+    header,
+    marks,
+    number,
+    seeds_note,
+    yes,
 )
+from bench.results import PAPER_NUMBERS, PASSES, auroc_columns
+
+_MD_SPECIALS = {ch: "\\" + ch for ch in "|*_`<[]"}
 
 
-def _md_cell(table: DatasetTable, detector: str, column: int) -> str:
-    cell = table.cell(detector, column)
-    text = format_cell(cell)
-    if cell is not None and table.rank(detector, column) == 1:
-        text = f"**{text}**"
-    if cell is not None and cell.flags:
-        text += FLAG_MARK
-    return text
+def md_escape(text: object) -> str:
+    """Plain text in a Markdown table: no emphasis, links, code spans or HTML tags (``apgd-<component>``)."""
+    return "".join(_MD_SPECIALS.get(ch, ch) for ch in str(text))
 
 
-_MD_SPECIALS = {ch: "\\" + ch for ch in "|*_`<"}
+def to_markdown(table: pd.DataFrame, right: set[str]) -> list[str]:
+    """Lines of a string table as a pipe table: the ``right`` columns right-aligned, the others left."""
+    align = ["right" if name in right else "left" for name in table.columns]
+    return table.to_markdown(index=False, disable_numparse=True, colalign=align).splitlines()
 
 
-def _md_escape(text: str) -> str:
-    """Plain text in a Markdown table: no emphasis, code spans or HTML tags (``apgd-<component>``)."""
-    return "".join(_MD_SPECIALS.get(ch, ch) for ch in text)
+def _paper(title: object, link: object) -> str:
+    if pd.isna(title):
+        return ""
+    return f"[{md_escape(title)}]({link})" if pd.notna(link) and link else md_escape(title)
 
 
-def _md_row(cells: Iterable[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+def _cells(board: pd.DataFrame, column: str) -> list[str]:
+    """A column's texts: best in bold, a dagger on flagged cells."""
+    out = []
+    for (_, row), mark in zip(board.iterrows(), marks(board[column]), strict=True):
+        text = cell_text(row, column)
+        text = f"**{text}**" if mark == 1 else text
+        out.append(text + (FLAG_MARK if flagged(row, column) else ""))
+    return out
 
 
-def render_table(table: DatasetTable) -> list[str]:
-    """Lines of one dataset's table and its flag notes."""
-    show_passes = bool(table.passes)
-    header = ["Detector", *(_md_escape(c.label) for c in table.columns), *(["Passes/image"] if show_passes else [])]
-    lines = [f"## {_md_escape(table.dataset)}", "", _md_row(header)]
-    lines.append("|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|")
-    for detector in table.detectors:
-        cells = [_md_cell(table, detector, i) for i in range(len(table.columns))]
-        if show_passes:
-            passes = table.passes.get(detector)
-            cells.append(f"{passes:.1f}" if passes is not None else "—")
-        lines.append(_md_row([_md_escape(detector), *cells]))
-    notes = [f"- {FLAG_MARK} {_md_escape(d)}, {_md_escape(c.label)}: {', '.join(f)}" for d, c, f in table.flagged()]
-    return [*lines, *(["", *notes] if notes else []), "", *render_members(table)]
+def board_table(board: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard frame as Markdown cell texts: Rank, Detector, the paper's columns where any row has them, the
+    AUROC columns, Passes/image, the paper's numbers where known."""
+    table = pd.DataFrame({"Rank": board["rank"].astype(str), "Detector": board["detector"].map(md_escape)})
+    if board["paper"].notna().any():
+        table["Paper"] = [_paper(t, link) for t, link in zip(board["paper"], board["link"], strict=True)]
+        table["Venue"] = board["venue"].fillna("").map(md_escape)
+        table["Adv. trained"] = board["adv_trained"].map(yes)
+    for column in auroc_columns(board):
+        table[md_escape(header(column))] = _cells(board, column)
+    for column in (PASSES, *PAPER_NUMBERS):
+        if board[column].notna().any():
+            table[header(column)] = board[column].map(number)
+    return table
 
 
-def render_members(table: DatasetTable) -> list[str]:
-    """Lines of one dataset's members table (ensemble and worst-case cells); none when there is no such cell."""
-    rows = [
-        _md_row(map(_md_escape, [d, c.label, m.attack, *member_texts(m)]))
-        for d, c, members in table.member_rows()
-        for m in members
+def render_table(dataset: str, board: pd.DataFrame, members: pd.DataFrame) -> list[str]:
+    """Lines of one dataset's section: its table, its flagged cells and its members table."""
+    table = board_table(board)
+    right = {"Rank", *table.columns[table.columns.get_loc("Detector") + 1 :]} - {"Paper", "Venue", "Adv. trained"}
+    notes = [
+        f"- {FLAG_MARK} {md_escape(row['detector'])}, {md_escape(header(column))}: {', '.join(flagged(row, column))}"
+        for _, row in board.iterrows()
+        for column in auroc_columns(board)
+        if flagged(row, column)
     ]
+    return [f"## {md_escape(dataset)}", "", *to_markdown(table, right), *(["", *notes] if notes else []), "",
+            *render_members(dataset, members)]  # fmt: skip
+
+
+def _member_text(row: pd.Series, column: str) -> str:
+    std = row[f"{column} std"]
+    return number(row[column]) + (f" ± {std:.1f}" if pd.notna(std) else "") if pd.notna(row[column]) else MISSING
+
+
+def render_members(dataset: str, members: pd.DataFrame) -> list[str]:
+    """Lines of one dataset's members table (ensemble and worst-case cells); none when there is no such cell."""
+    if members.empty:
+        return []
+    table = pd.DataFrame({
+        "Detector": members["detector"].map(md_escape),
+        "Column": members["column"].map(md_escape),
+        "Member": members["member"].map(md_escape),
+        "Robust": [_member_text(row, "robust") for _, row in members.iterrows()],
+        "Share": [_member_text(row, "share") for _, row in members.iterrows()],
+        "Note": [f"skipped: {md_escape(reason)}" if reason else "" for reason in members["skipped"]],
+    })  # fmt: skip
+    return [f"### {md_escape(dataset)}: members", "", f"Per ensemble or worst-case cell, {MEMBERS_NOTE}.", "",
+            *to_markdown(table, {"Robust", "Share"}), ""]  # fmt: skip
+
+
+def render_runs(report: Report) -> list[str]:
+    """Lines of the runs section: each reported run folder with its command, git commit and devices."""
+    rows = []
+    for manifest in report.manifests:
+        sha = str(manifest.get("git_sha") or "")[:12] + (" (dirty)" if manifest.get("git_dirty") else "")
+        devices = manifest.get("devices") or []
+        rows.append({
+            "Folder": md_escape(manifest.get("run", "")), "Run key": md_escape(manifest.get("run_key") or ""),
+            "Preset": md_escape(manifest.get("preset") or ""), "Command": md_escape(manifest.get("command") or ""),
+            "Git": md_escape(sha), "Devices": md_escape(", ".join(map(str, devices))),
+        })  # fmt: skip
     if not rows:
         return []
-    return [
-        f"### {_md_escape(table.dataset)}: members",
-        "",
-        f"Per ensemble or worst-case cell, {MEMBERS_NOTE}.",
-        "",
-        "| Detector | Column | Member | Robust | Share | Note |",
-        "|:---|:---|:---|---:|---:|:---|",
-        *rows,
-        "",
-    ]
+    return ["## Runs", "", *to_markdown(pd.DataFrame(rows), set()), ""]
 
 
-def render_markdown(board: Leaderboard) -> str:
-    """The whole Markdown leaderboard with a header naming the run and a legend of the flags."""
-    seeds = f"mean ± std over {board.n_seeds} seeds" if board.n_seeds > 1 else "one seed"
-    run = f" (run `{board.run_key}`, preset `{board.preset}`)" if board.run_key else ""
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
+def _title(report: Report) -> str:
+    keys, presets = [k for k in report.run_keys if k], report.presets
+    if not keys:
+        return "# Leaderboard"
+    runs = ("run " if len(keys) == 1 else "runs ") + ", ".join(map(_code, keys))
+    return f"# Leaderboard ({runs}" + (f", preset {', '.join(map(_code, presets))})" if presets else ")")
+
+
+def render_markdown(report: Report) -> str:
+    """The whole Markdown leaderboard: a header naming the runs, a section per dataset, the flags' legend, the runs."""
     lines = [
-        f"# Leaderboard{run}",
+        _title(report),
         "",
-        f"AUROC (%) averaged over normal classes, {seeds}. {COLUMNS_NOTE}. Best per column in **bold**. "
-        "Passes/image = backbone passes per attacked image.",
+        f"AUROC (%) averaged over normal classes, {seeds_note(report.n_seeds())}. {RANKING_NOTE}. {COLUMNS_NOTE}. "
+        "Best per column in **bold**. Passes/image = backbone passes per attacked image.",
         "",
     ]
-    for table in board.tables:
-        lines.extend(render_table(table))
-    if board.flags:
+    for dataset, board in report.boards.items():
+        lines.extend(render_table(dataset, board, report.members[dataset]))
+    if report.flags:
         lines.extend([f"{FLAG_MARK} flagged by the sanity ladder (the robust number may be unreliable):", ""])
-        lines.extend(f"- {describe_flag(flag)}" for flag in board.flags)
+        lines.extend(f"- {describe_flag(flag)}" for flag in report.flags)
         lines.append("")
+    lines.extend(render_runs(report))
     return "\n".join(lines)

@@ -1,28 +1,63 @@
-"""plots/*.png: robust AUROC vs eps, clean vs adversarial score histograms, example images.
-
-Figures are drawn on matplotlib's Agg canvas directly (no pyplot state, no display needed).
+"""Report figures as PNG bytes (robust AUROC vs eps, clean vs adversarial score histograms, example images) and
+plots/*.png written from them; drawn on matplotlib's Agg canvas directly (no pyplot state, no display needed).
 """
 
 from __future__ import annotations
 
+import io
+import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from bench.config import format_eps
 from bench.metrics import WORST_CASE, aggregate_clean, aggregate_robust
-from bench.store import Record, RunStore
+from bench.store import RECORD_FIELDS, Record, RunStore, atomic_write_bytes
 
 MAX_EXAMPLES = 4
+#: tab20's dark shades first, then its light ones: the first ten detectors get clearly different hues.
+COLOURS = tuple(to_hex(colormaps["tab20"](i)) for i in (*range(0, 20, 2), *range(1, 20, 2)))
+#: 11 markers (coprime with 20 colours): (colour, marker) pairs stay distinct for 220 detectors.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h")
+PANELS_PER_ROW = 3
 
 
 def safe_name(text: str) -> str:
     """A file-name-safe version of a name."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", str(text)).strip("_") or "x"
+
+
+def detector_styles(detectors: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(colour, marker) per detector, by its position among the sorted names: distinct pairs, the same in every
+    plot of a report."""
+    names = sorted(set(detectors))
+    return {name: (COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
+
+
+def _plain(value: Any) -> Any:
+    """A frame cell as a record field: NaN / NA -> None, numpy scalars -> Python ones."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def as_records(data: pd.DataFrame | Iterable[Record]) -> list[Record]:
+    """Records from a results frame (``bench.results.load``: its record-field columns) or from records."""
+    if not isinstance(data, pd.DataFrame):
+        return list(data)
+    fields = [name for name in RECORD_FIELDS if name in data.columns]
+    rows = data[fields].to_dict("records")
+    return [Record.from_dict({name: _plain(value) for name, value in row.items()}) for row in rows]
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
@@ -32,51 +67,68 @@ def _figure(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, np
     return fig, fig.subplots(rows, cols, squeeze=False)
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes; no software or time metadata, so equal figures give equal bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
 
 
-def plot_robust_vs_eps(records: list[Record], dataset: str, path: Path) -> Path:
-    """Robust AUROC (%) against eps, one panel per (attack, norm) (worst-case first), one line per detector; eps 0 =
-    clean AUROC."""
+def robust_vs_eps_figure(records: list[Record], dataset: str, styles: dict[str, tuple[str, str]]) -> Figure:
+    """Robust AUROC (%) against eps, one panel per (attack, norm) (worst-case first), one line per detector (eps 0 =
+    clean AUROC; a band of ± std over seeds); one legend beside the panels."""
     records = [r for r in records if r.dataset == dataset]
     robust, clean = aggregate_robust(records), aggregate_clean(records)
     panels = sorted({(a, n) for (_, _, (a, n, _)) in robust}, key=lambda panel: (panel[0] != WORST_CASE, panel))
-    fig, axes = _figure(1, max(len(panels), 1), (4.5 * max(len(panels), 1), 3.4))
-    for ax, (attack, norm) in zip(axes[0], panels, strict=False):
-        for detector in sorted({d for (_, d, _) in robust}):
+    cols = min(len(panels), PANELS_PER_ROW)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = _figure(rows, cols, (4.2 * cols, 3.3 * rows))
+    detectors = sorted({d for (_, d, _) in robust})
+    for ax, (attack, norm) in zip(axes.flat, panels, strict=False):
+        ticks: set[float] = set()
+        for detector in detectors:
             points = {eps: s for (_, d, (a, n, eps)), s in robust.items() if (d, a, n) == (detector, attack, norm)}
             if not points:
                 continue
             if 0.0 not in points and (dataset, detector) in clean:
                 points[0.0] = clean[dataset, detector]
             eps = sorted(points)
+            ticks.update(eps)
+            x = [e * 255 for e in eps]
             means = np.array([100 * points[e].mean for e in eps])
             stds = np.array([100 * (points[e].std or 0.0) for e in eps])
-            (line,) = ax.plot([e * 255 for e in eps], means, marker="o", label=detector)
+            colour, marker = styles[detector]
+            ax.plot(x, means, color=colour, marker=marker, markersize=5, linewidth=1.4)
             if stds.any():
-                ax.fill_between([e * 255 for e in eps], means - stds, means + stds, alpha=0.2, color=line.get_color())
-        ax.set(title=f"{dataset}: {attack} ({norm})", xlabel="eps (×1/255)", ylabel="AUROC (%)", ylim=(-2, 102))
+                ax.fill_between(x, means - stds, means + stds, alpha=0.15, color=colour, linewidth=0)
+        ax.set_xticks([e * 255 for e in sorted(ticks)], [format_eps(e) if e else "0" for e in sorted(ticks)])
+        ax.set(title=f"{dataset}: {attack} ({norm})", xlabel="eps", ylabel="AUROC (%)", ylim=(-2, 102))
         ax.axhline(50, color="grey", linestyle=":", linewidth=1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return _save(fig, path)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    handles = [
+        Line2D([], [], color=styles[d][0], marker=styles[d][1], markersize=5, linewidth=1.4, label=d) for d in detectors
+    ]
+    fig.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.98), ncols=1 if len(handles) <= 12 else 2,
+        fontsize=8, title="detector", frameon=False,
+    )  # fmt: skip
+    fig.tight_layout()
+    return fig
 
 
-def _representative_cells(records: list[Record], store: RunStore) -> dict[str, list[Record]]:
-    """Per detector, one ok record with saved scores per (dataset, attack, norm): first class and seed, largest eps."""
-    chosen: dict[tuple, Record] = {}
-    order = sorted(
-        (r for r in records if r.ok and store.scores_path(r.key).is_file()),
-        key=lambda r: (r.normal_class, r.seed, -float(r.eps)),
-    )
-    for record in order:
-        chosen.setdefault((record.detector, record.dataset, record.attack, record.norm), record)
-    by_detector: dict[str, list[Record]] = defaultdict(list)
-    for (detector, *_), record in sorted(chosen.items(), key=lambda item: tuple(map(str, item[0]))):
-        by_detector[detector].append(record)
+def _representative_cells(records: list[Record], stores: list[RunStore]) -> dict[str, list[tuple[Record, RunStore]]]:
+    """Per detector, one ok record with saved scores per (dataset, attack, norm): first class and seed, largest eps;
+    each with the first store (of ``stores``) holding its scores file."""
+    chosen: dict[tuple, tuple[Record, RunStore]] = {}
+    for record in sorted((r for r in records if r.ok), key=lambda r: (r.normal_class, r.seed, -float(r.eps))):
+        store = next((s for s in stores if s.scores_path(record.key).is_file()), None)
+        if store is not None:
+            chosen.setdefault((record.detector, record.dataset, record.attack, record.norm), (record, store))
+    by_detector: dict[str, list[tuple[Record, RunStore]]] = defaultdict(list)
+    for (detector, *_), cell in sorted(chosen.items(), key=lambda item: tuple(map(str, item[0]))):
+        by_detector[detector].append(cell)
     return by_detector
 
 
@@ -85,23 +137,23 @@ def _cell_title(record: Record) -> str:
     return f"{record.dataset}/{name} {record.attack} eps={format_eps(float(record.eps))} seed={record.seed}"
 
 
-def plot_score_histograms(detector: str, cells: list[Record], store: RunStore, path: Path) -> Path:
+def score_histograms_figure(detector: str, cells: list[tuple[Record, RunStore]]) -> Figure:
     """Clean vs adversarial score histograms of normals and anomalies, one panel per representative cell."""
     fig, axes = _figure(len(cells), 1, (6, 2.6 * len(cells)))
-    for ax, record in zip(axes[:, 0], cells, strict=True):
-        data = store.load_scores(record.key)
+    for ax, (record, store) in zip(axes[:, 0], cells, strict=True):
+        data = store.load_scores(record.key, ("clean", "adv", "is_anomaly"))
         anomaly = data["is_anomaly"].astype(bool)
         scores = np.concatenate([data["clean"], data["adv"]]).astype(np.float64)
         bins = np.histogram_bin_edges(scores[np.isfinite(scores)], bins=30)
-        for group, mask, color in (("normal", ~anomaly, "tab:blue"), ("anomaly", anomaly, "tab:red")):
+        for group, mask, colour in (("normal", ~anomaly, "tab:blue"), ("anomaly", anomaly, "tab:red")):
             clean_counts, _ = np.histogram(data["clean"][mask], bins=bins)
             adv_counts, _ = np.histogram(data["adv"][mask], bins=bins)
-            ax.stairs(clean_counts, bins, fill=True, color=color, alpha=0.35, label=f"{group} clean")
-            ax.stairs(adv_counts, bins, color=color, linewidth=1.8, label=f"{group} adv")
+            ax.stairs(clean_counts, bins, fill=True, color=colour, alpha=0.35, label=f"{group} clean")
+            ax.stairs(adv_counts, bins, color=colour, linewidth=1.8, label=f"{group} adv")
         ax.set(title=f"{detector}: {_cell_title(record)}", xlabel="anomaly score", ylabel="count")
-        ax.legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.subplots_adjust(hspace=0.6)
-    return _save(fig, path)
+    return fig
 
 
 def _to_display(images: np.ndarray) -> np.ndarray:
@@ -110,10 +162,10 @@ def _to_display(images: np.ndarray) -> np.ndarray:
     return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
 
 
-def plot_examples(detector: str, cells: list[Record], store: RunStore, path: Path) -> Path | None:
+def examples_figure(detector: str, cells: list[tuple[Record, RunStore]]) -> Figure | None:
     """For the first representative cell with examples: rows clean, adversarial and amplified difference."""
-    for record in cells:
-        data = store.load_scores(record.key)
+    for record, store in cells:
+        data = store.load_scores(record.key, ("examples_clean", "examples_adv"))
         if len(data.get("examples_clean", ())) and len(data.get("examples_adv", ())):
             break
     else:
@@ -134,19 +186,42 @@ def plot_examples(detector: str, cells: list[Record], store: RunStore, path: Pat
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle(f"{detector}: {_cell_title(record)}", fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
-def write_plots(records: list[Record], run_dir: Path) -> list[Path]:
-    """Every plot of a run into ``run_dir/plots``; score plots only for cells whose scores file exists."""
-    out_dir, store = run_dir / "plots", RunStore(run_dir)
-    written = []
+def figures(data: pd.DataFrame | Iterable[Record], run_dirs: Sequence[str | Path]) -> dict[str, bytes]:
+    """Every figure of a report as PNG bytes by file name: ``robust_vs_eps_<dataset>.png`` per dataset with a
+    robust AUROC, ``scores_<detector>.png`` and ``examples_<detector>.png`` per detector with saved scores.
+
+    Args:
+        data: the records, or a results frame (``bench.results.load``).
+        run_dirs: the run folders holding the score files; a later one wins where two hold a cell's file.
+    """
+    records = as_records(data)
+    styles = detector_styles(r.detector for r in records)
+    out = {}
     for dataset in dict.fromkeys(r.dataset for r in records):
         if any(r.dataset == dataset and r.robust_auroc is not None for r in records):
-            written.append(plot_robust_vs_eps(records, dataset, out_dir / f"robust_vs_eps_{safe_name(dataset)}.png"))
-    for detector, cells in _representative_cells(records, store).items():
-        written.append(plot_score_histograms(detector, cells, store, out_dir / f"scores_{safe_name(detector)}.png"))
-        example = plot_examples(detector, cells, store, out_dir / f"examples_{safe_name(detector)}.png")
+            out[f"robust_vs_eps_{safe_name(dataset)}.png"] = png_bytes(robust_vs_eps_figure(records, dataset, styles))
+    stores = [RunStore(run_dir) for run_dir in reversed(run_dirs)]
+    for detector, cells in _representative_cells(records, stores).items():
+        out[f"scores_{safe_name(detector)}.png"] = png_bytes(score_histograms_figure(detector, cells))
+        example = examples_figure(detector, cells)
         if example is not None:
-            written.append(example)
-    return written
+            out[f"examples_{safe_name(detector)}.png"] = png_bytes(example)
+    return out
+
+
+def save_figures(pngs: dict[str, bytes], out_dir: str | Path) -> list[Path]:
+    """``figures``' PNGs as ``out_dir/plots/<name>`` (written atomically); returns the paths."""
+    paths = [Path(out_dir) / "plots" / name for name in pngs]
+    for path, data in zip(paths, pngs.values(), strict=True):
+        atomic_write_bytes(path, data)
+    return paths
+
+
+def write_plots(
+    data: pd.DataFrame | Iterable[Record], run_dir: str | Path, run_dirs: Sequence[str | Path] | None = None
+) -> list[Path]:
+    """Every plot into ``run_dir/plots``, score plots from the score files in ``run_dirs`` (default: ``run_dir``)."""
+    return save_figures(figures(data, run_dirs or [run_dir]), run_dir)

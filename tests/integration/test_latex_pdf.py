@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from bench import results
 from bench.report.latex import render_leaderboard_tex, render_macros, render_perclass_tex
-from bench.report.model import build_leaderboard
-from bench.store import Record
+from bench.report.model import build_report
+from bench.store import Record, RunStore
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("pdflatex", "pdftotext", "pdftoppm")),
@@ -29,17 +30,18 @@ DOCUMENT = r"""\documentclass{article}
 \input{leaderboard_macros.tex}
 \input{leaderboard.tex}
 \input{leaderboard_perclass.tex}
+\input{leaderboard_intervals.tex}
 Macro check: \aBOneZeroZeroDigitsPgdFourOverTwoFiveFiveRobust{} and \deepSvddDigitsClean{}.
 \end{document}
 """
 
 
-def records() -> list[Record]:
+def records(seeds: tuple[int, ...] = (0, 1)) -> list[Record]:
     """Two detectors with LaTeX-hostile names, two classes, two seeds, one flagged cell."""
     out = []
     for detector, clean, robust in (("deep_svdd", 0.9, 0.3124), ("a&b 100%", 0.95, 0.8126)):
         for cls in (0, 1):
-            for seed in (0, 1):
+            for seed in seeds:
                 out.append(Record(
                     dataset="digits", normal_class=cls, class_name=f"c_{cls}", detector=detector, seed=seed,
                     attack="pgd", norm="linf", eps=4 / 255, clean_auroc=clean, robust_auroc=robust + 0.01 * seed,
@@ -50,11 +52,17 @@ def records() -> list[Record]:
 
 
 def test_generated_latex_compiles_and_shows_the_numbers(tmp_path: Path) -> None:
-    recs = records()
-    board = build_leaderboard(recs, {"run_key": "smoke_1a2b", "preset": "smoke"})
-    (tmp_path / "leaderboard.tex").write_text(render_leaderboard_tex(board))
-    (tmp_path / "leaderboard_macros.tex").write_text(render_macros(board))
-    (tmp_path / "leaderboard_perclass.tex").write_text(render_perclass_tex(board, recs))
+    report = build_report(results.frame_of(records()), [{"run_key": "smoke_1a2b", "preset": "smoke", "run": "x"}])
+    (tmp_path / "leaderboard.tex").write_text(render_leaderboard_tex(report))
+    (tmp_path / "leaderboard_macros.tex").write_text(render_macros(report))
+    (tmp_path / "leaderboard_perclass.tex").write_text(render_perclass_tex(report))
+    one_seed = RunStore(tmp_path / "run")
+    labels = np.r_[np.zeros(10, bool), np.ones(10, bool)]
+    for record in records(seeds=(0,)):
+        one_seed.save_scores(record.key, clean=labels + np.linspace(-1, 1, 20), adv=labels - np.linspace(-1, 1, 20),
+                             is_anomaly=labels)  # fmt: skip
+    with_scores = build_report(results.frame_of(records(seeds=(0,)), one_seed.root), [{"run_key": "ci_run"}])
+    (tmp_path / "leaderboard_intervals.tex").write_text(render_leaderboard_tex(with_scores, intervals=True))
     (tmp_path / "doc.tex").write_text(DOCUMENT)
     run = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
@@ -76,6 +84,7 @@ def test_generated_latex_compiles_and_shows_the_numbers(tmp_path: Path) -> None:
     ):
         assert expected in words, expected
     assert "c_0" in words and "Mean" in words and re.search(r"95\.0/\s*81\.8\s+90\.0/31\.7", words)
+    assert "ci_run" in words and re.search(r"81\.3 \[\d+\.\d, \d+\.\d\]", words), words
     subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "doc.pdf", "page"], cwd=tmp_path, check=True)
     page = imread(next(tmp_path.glob("page*.png")))
     assert page.shape[0] > 200 and np.var(page[..., :3]) > 1e-3
