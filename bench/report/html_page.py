@@ -14,6 +14,7 @@ import pandas as pd
 from bench.report.model import (
     COLUMNS_NOTE,
     FLAG_DESCRIPTIONS,
+    INTERVAL_NOTE,
     MEMBERS_NOTE,
     RANKING_NOTE,
     cell_text,
@@ -28,7 +29,7 @@ from bench.report.model import (
     yes,
 )
 from bench.report.plots import safe_name
-from bench.results import LEVEL, N_RESAMPLES, PAPER_NUMBERS, PASSES, auroc_columns
+from bench.results import PAPER_NUMBERS, PASSES, auroc_columns
 
 #: Badge colours, one per known flag (in sorted order); unknown flags are grey.
 FLAG_COLOURS = ("#b3261e", "#8a4b00", "#6a1b9a", "#00639b", "#2e7d32", "#ad1457", "#4e5b00", "#00695c", "#5d4037")
@@ -280,7 +281,7 @@ def _spread_note(tables: list[pd.DataFrame]) -> str:
     if any(c.endswith(" std") for t in tables for c in t.columns):
         notes.append("± = std over seeds")
     if any(c.endswith(" ci") and t[c].notna().any() for t in tables for c in t.columns):
-        notes.append(f"[low, high] = {LEVEL:.0%} bootstrap interval ({N_RESAMPLES} resamples)")
+        notes.append(INTERVAL_NOTE)
     return "; ".join(notes)
 
 

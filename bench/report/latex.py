@@ -18,6 +18,7 @@ from bench.report.model import (
     Report,
     flagged,
     flags_of,
+    half_width,
     header,
     marks,
     number,
@@ -85,11 +86,10 @@ def _number(row: pd.Series, column: str, intervals: bool) -> str:
     if pd.isna(row[column]):
         return MISSING
     text = number(row[column])
-    std, ci = row.get(f"{column} std"), row.get(f"{column} ci")
-    if std is not None and pd.notna(std):
-        text += rf"\,{{\scriptsize$\pm${std:.1f}}}"
-    elif intervals and isinstance(ci, tuple):
-        text += rf"\,{{\scriptsize[{ci[0]:.1f}, {ci[1]:.1f}]}}"
+    has_std = pd.notna(row.get(f"{column} std", None))
+    spread = half_width(row, column) if intervals or has_std else None
+    if spread is not None:
+        text += rf"\,{{\scriptsize$\pm${spread:.1f}}}"
     return text + (r"$^{\dagger}$" if flagged(row, column) else "")
 
 
@@ -105,7 +105,7 @@ def _caption(report: Report, dataset: str, board: pd.DataFrame, intervals: bool,
     n_seeds = report.n_seeds(dataset)
     seeds = f"mean $\\pm$ std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     if n_seeds == 1 and intervals:
-        seeds += f", {100 * LEVEL:.0f}\\% bootstrap interval in brackets"
+        seeds += f", $\\pm$ half-width of the {100 * LEVEL:.0f}\\% bootstrap interval"
     text = (
         f"{latex_escape(dataset)}: clean and robust AUROC (\\%), averaged over normal classes ({seeds}). "
         f"{RANKING_NOTE}. {latex_escape(COLUMNS_NOTE)}. Best per column in bold, second underlined."

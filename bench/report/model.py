@@ -70,14 +70,22 @@ def number(value: Any) -> str:
     return MISSING if value is None or pd.isna(value) else f"{value:.1f}"
 
 
-def spread_text(row: pd.Series, column: str, *, intervals: bool = True) -> str:
-    """What follows a cell's number: `` ± 0.7`` (std over seeds), `` [91.9, 94.3]`` (95% bootstrap interval, when
-    ``intervals``), or nothing."""
+def half_width(row: pd.Series, column: str) -> float | None:
+    """The ± of a cell: its std over seeds, else the larger side of its 95% bootstrap interval (conservative where
+    the interval is not symmetric), else None."""
     std = row.get(f"{column} std")
     if std is not None and pd.notna(std):
-        return f" ± {std:.1f}"
+        return float(std)
     ci = row.get(f"{column} ci")
-    return f" [{ci[0]:.1f}, {ci[1]:.1f}]" if intervals and isinstance(ci, tuple) else ""
+    return max(row[column] - ci[0], ci[1] - row[column]) if isinstance(ci, tuple) else None
+
+
+def spread_text(row: pd.Series, column: str, *, intervals: bool = True) -> str:
+    """What follows a cell's number: `` ± 0.7`` (std over seeds, or with ``intervals`` the bootstrap half-width),
+    or nothing."""
+    has_std = pd.notna(row.get(f"{column} std", None))
+    spread = half_width(row, column) if intervals or has_std else None
+    return f" ± {spread:.1f}" if spread is not None else ""
 
 
 def cell_text(row: pd.Series, column: str, *, intervals: bool = True) -> str:
@@ -107,11 +115,18 @@ def marks(values: pd.Series) -> pd.Series:
     return out
 
 
+#: What ± means with one seed.
+INTERVAL_NOTE = (
+    f"± = half-width of the {results.LEVEL:.0%} bootstrap interval over the test set "
+    f"({results.N_RESAMPLES} resamples; its larger side)"
+)
+
+
 def seeds_note(n_seeds: int) -> str:
     """What follows a number, for captions."""
     if n_seeds > 1:
         return f"mean ± std over {n_seeds} seeds"
-    return f"one seed; [low, high] = {results.LEVEL:.0%} bootstrap interval ({results.N_RESAMPLES} resamples)"
+    return f"one seed; {INTERVAL_NOTE}"
 
 
 def flags_of(tables: list[pd.DataFrame]) -> list[str]:

@@ -84,7 +84,7 @@ def test_generated_latex_compiles_and_shows_the_numbers(tmp_path: Path) -> None:
     ):
         assert expected in words, expected
     assert "c_0" in words and "Mean" in words and re.search(r"95\.0/\s*81\.8\s+90\.0/31\.7", words)
-    assert "ci_run" in words and re.search(r"81\.3 \[\d+\.\d, \d+\.\d\]", words), words
+    assert "ci_run" in words and re.search(r"81\.3 ±\d+\.\d", words) and "half-width of the 95%" in words, words
     subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "doc.pdf", "page"], cwd=tmp_path, check=True)
     page = imread(next(tmp_path.glob("page*.png")))
     assert page.shape[0] > 200 and np.var(page[..., :3]) > 1e-3

@@ -131,12 +131,12 @@ def test_reports_are_byte_stable_and_intervals_shown(tmp_path: Path) -> None:
     md = (run / "leaderboard.md").read_text()
     assert "95% bootstrap interval" in md
     row = md_rows(md)[1]  # the records' numbers with the intervals of the (unrelated, seeded) saved scores
-    assert re.fullmatch(r"90\.0 \[\d+\.\d, \d+\.\d\]", row[2]) and re.fullmatch(r"\*\*60\.0 \[.+\]\*\*", row[3]), row
+    assert re.fullmatch(r"90\.0 ± \d+\.\d", row[2]) and re.fullmatch(r"\*\*60\.0 ± \d+\.\d\*\*", row[3]), row
     rows = list(csv.DictReader((run / "leaderboard.csv").read_text().splitlines()))
     assert float(rows[0]["pgd 4/255 ci low"]) < float(rows[0]["pgd 4/255 ci high"])
     report = build_report(results.load(run), results.manifests(run))
-    assert r"{\scriptsize[" not in (run / "leaderboard.tex").read_text()
-    assert r"{\scriptsize[" in render_leaderboard_tex(report, intervals=True)
+    assert r"{\scriptsize$\pm$" not in (run / "leaderboard.tex").read_text()
+    assert r"{\scriptsize$\pm$" in render_leaderboard_tex(report, intervals=True)
     macros = (run / "leaderboard_macros.tex").read_text()
     assert r"\newcommand{\aDigitsPgdFourOverTwoFiveFiveRobustLow}" in macros
 
@@ -361,3 +361,15 @@ def test_a_planted_flag_shows_its_mark_and_legend_line_in_every_format(tmp_path:
     console.print(console_table(records))
     text = console.export_text()
     assert "50.0†" in text and f"gradient-mismatch: {legend}" in text
+
+
+def test_the_plus_minus_of_an_interval_is_its_larger_side_and_a_std_wins() -> None:
+    import pandas as pd
+
+    from bench.report.model import half_width, spread_text
+
+    row = pd.Series({"pgd": 90.0, "pgd ci": (85.0, 93.0)})
+    assert half_width(row, "pgd") == 5.0 and spread_text(row, "pgd") == " ± 5.0"
+    assert spread_text(row, "pgd", intervals=False) == ""
+    seeds = pd.Series({"pgd": 90.0, "pgd std": 0.7, "pgd ci": None})
+    assert spread_text(seeds, "pgd", intervals=False) == " ± 0.7"
