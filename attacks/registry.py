@@ -29,6 +29,17 @@ class AttackRegistry(Registry):
     need optional libraries); suffixed names are accepted wherever a name is.
     """
 
+    def register(self, name: str, description: str | None = None):
+        """As Registry.register, refusing a name that one-sided naming already gives another attack (``pgd-in`` while
+        ``pgd`` is registered) or that would take such names over (``pgd`` while ``pgd-in`` is registered)."""
+        base, side = split_side(name)
+        taken = (side != "both" and base in self._entries) or any(
+            f"{name}{suffix}" in self._entries for suffix in SIDE_SUFFIXES
+        )
+        if taken:
+            raise ValueError(f"attack {name!r} clashes with the one-sided names of a registered attack")
+        return super().register(name, description)
+
     def _base_name(self, name: str) -> str:
         base, side = split_side(name)
         return base if side != "both" and base in self._entries and name not in self._entries else name

@@ -99,12 +99,12 @@ def _cells(frame: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, dict[str, A
 
 
 def _long(rows: pd.DataFrame) -> pd.DataFrame:
-    """A row per AUROC of the records: each fit's clean AUROC (column ``clean``, from its first record that has one)
+    """A row per AUROC of the records: each fit's clean AUROC (column ``clean``, from its latest record that has one)
     and each cell's robust AUROC; ``good`` where there is a number, ``array`` names its scores."""
     fit = ["detector", "normal_class", "seed"]
     has_clean = (rows["status"] == "ok") & rows["clean_auroc"].notna()
-    sources = rows[has_clean].drop_duplicates(fit)[[*fit, "clean_auroc", "run", "key"]]
-    clean = rows.drop_duplicates(fit)[fit].merge(sources, on=fit, how="left")
+    sources = rows[has_clean].drop_duplicates(fit, keep="last")[[*fit, "clean_auroc", "run", "key"]]
+    clean = rows.drop_duplicates(fit, keep="last")[fit].merge(sources, on=fit, how="left")
     clean = clean.assign(column="clean", value=clean["clean_auroc"], array="clean", flags=[[]] * len(clean))
     robust = rows.assign(value=rows["robust_auroc"].where(rows["status"] == "ok"), array="adv")
     long = pd.concat([clean, robust], ignore_index=True)
@@ -168,7 +168,8 @@ def _table(rows: pd.DataFrame, columns: list[str], keys: list[str], intervals: b
 
     means = wide(by_cell.mean() * 100)
     union = good.groupby(cell)["flags"].agg(lambda lists: sorted({flag for flags in lists for flag in flags}))
-    incomplete = (~long["good"]).groupby([long[name] for name in cell]).any()
+    failed = (~long["good"]).groupby([long[name] for name in cell]).any()
+    incomplete = pd.concat([failed, _short(rows, good, keys, cell)], axis=1).fillna(False).astype(bool).any(axis=1)
     out = {name: means[name] for name in columns}
     out[PASSES] = _passes(rows, keys).reindex(index)
     if several_seeds:
@@ -186,6 +187,21 @@ def _table(rows: pd.DataFrame, columns: list[str], keys: list[str], intervals: b
             for f, x, m in zip(flags, extra, means[name], strict=True)
         ]
     return pd.DataFrame(out, index=index)
+
+
+def _short(rows: pd.DataFrame, good: pd.DataFrame, keys: list[str], cell: list[str]) -> pd.Series:
+    """Per (keys..., column): whether its mean covers fewer (class, seed) fits than its scope holds (the dataset, or
+    the class of a per-class row): an attack run on some classes only, or a merge of runs that cover different ones."""
+    pairs = ["normal_class", "seed"]
+    scope = [k for k in keys if k != "detector"]
+    covered = good.drop_duplicates([*cell, *pairs]).groupby(cell).size()
+    fits = rows.drop_duplicates(list(dict.fromkeys([*scope, *pairs])))
+    if not scope:
+        return covered < len(fits)
+    expected = fits.groupby(scope).size()
+    where = [keys.index(name) for name in scope]
+    wanted = [expected[key[where[0]] if len(where) == 1 else tuple(key[i] for i in where)] for key in covered.index]
+    return covered < pd.Series(wanted, index=covered.index)
 
 
 def _per_cell(values: pd.Series, index: pd.Index, column: str, default: Any) -> list[Any]:

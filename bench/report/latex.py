@@ -190,7 +190,8 @@ def _macro_entries(dataset: str, board: pd.DataFrame) -> list[tuple[list[str], s
                 continue
             parts = [detector, dataset, *(["Clean"] if column == "clean" else [column, "Robust"])]
             where = f"{detector} / {dataset} / {header(column)}"
-            entries.append((parts, number(row[column]), where))
+            dagger = r"$^{\dagger}$" if flagged(row, column) else ""
+            entries.append((parts, number(row[column]) + dagger, where + (" (flagged)" if dagger else "")))
             std, ci = row.get(f"{column} std"), row.get(f"{column} ci")
             if std is not None and pd.notna(std):
                 entries.append(([*parts, "Std"], number(std), f"{where} (std over seeds)"))
@@ -222,16 +223,18 @@ def _per_class_table(report: Report, dataset: str, column: str) -> list[str]:
     board, classes = report.boards[dataset], report.per_class[dataset]
     detectors = list(board["detector"])
     names = classes.drop_duplicates("normal_class").sort_values("normal_class").set_index("normal_class")["class"]
-    clean, robust = (
+    clean, robust, flags = (
         pd.concat([
             classes.pivot(index="normal_class", columns="detector", values=name).reindex(names.index),
             board.set_index("detector")[[name]].T.set_axis(["Mean"]),
         ])[detectors]
-        for name in ("clean", column)
+        for name in ("clean", column, f"{column} flags")
     )  # fmt: skip
+    dagger = r"$^{\dagger}$"
     texts = pd.DataFrame(
-        [[f"{number(c)}/{number(r)}" if pd.notna(c) and pd.notna(r) else MISSING for c, r in zip(cs, rs, strict=True)]
-         for cs, rs in zip(clean.to_numpy(), robust.to_numpy(), strict=True)],
+        [[f"{number(c)}/{number(r)}" + (dagger if isinstance(f, list) and f else "") if pd.notna(c) and pd.notna(r)
+          else MISSING for c, r, f in zip(cs, rs, fs, strict=True)]
+         for cs, rs, fs in zip(clean.to_numpy(), robust.to_numpy(), flags.to_numpy(), strict=True)],
         columns=[latex_escape(d) for d in detectors],
     )  # fmt: skip
     best = robust.eq(robust.max(axis=1), axis=0) & (robust.notna().sum(axis=1) > 1).to_numpy()[:, None]
@@ -244,7 +247,8 @@ def _per_class_table(report: Report, dataset: str, column: str) -> list[str]:
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{latex_escape(dataset)}: clean / robust AUROC (\%) per normal class under "
-        rf"{latex_escape(column)} (mean over seeds; best robust per class in bold).{run}}}",
+        rf"{latex_escape(column)} (mean over seeds; best robust per class in bold; $^{{\dagger}}$ flagged by the "
+        rf"sanity ladder, see the leaderboard's legend).{run}}}",
         rf"\label{{tab:perclass-{macro_name(dataset, column)}}}",
         r"\small",
         *body.splitlines(),

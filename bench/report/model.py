@@ -89,7 +89,7 @@ def spread_text(row: pd.Series, column: str, *, intervals: bool = True) -> str:
 
 
 def cell_text(row: pd.Series, column: str, *, intervals: bool = True) -> str:
-    """``81.2``, ``81.2 ± 0.7`` or ``81.2 [79.9, 82.4]``; an em dash when there is no result."""
+    """``81.2`` or ``81.2 ± 0.7`` (std over seeds, or the bootstrap half-width); an em dash when there is no result."""
     value = row[column]
     return MISSING if pd.isna(value) else number(value) + spread_text(row, column, intervals=intervals)
 

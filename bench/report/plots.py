@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 
 from bench.config import format_eps
 from bench.metrics import WORST_CASE, aggregate_clean, aggregate_robust
+from bench.results import CELL
 from bench.store import RECORD_FIELDS, Record, RunStore, atomic_write_bytes
 
 MAX_EXAMPLES = 4
@@ -52,12 +53,15 @@ def _plain(value: Any) -> Any:
 
 
 def as_records(data: pd.DataFrame | Iterable[Record]) -> list[Record]:
-    """Records from a results frame (``bench.results.load``: its record-field columns) or from records."""
-    if not isinstance(data, pd.DataFrame):
-        return list(data)
-    fields = [name for name in RECORD_FIELDS if name in data.columns]
-    rows = data[fields].to_dict("records")
-    return [Record.from_dict({name: _plain(value) for name, value in row.items()}) for row in rows]
+    """Records from a results frame (``bench.results.load``: its record-field columns) or from records, one per cell:
+    of two records of one cell (rerun under a new key after a code change, or merged runs) the later counts, as in
+    the leaderboards."""
+    if isinstance(data, pd.DataFrame):
+        fields = [name for name in RECORD_FIELDS if name in data.columns]
+        rows = data[fields].to_dict("records")
+        data = [Record.from_dict({name: _plain(value) for name, value in row.items()}) for row in rows]
+    latest = {tuple(getattr(r, name) for name in CELL): r for r in data}
+    return list(latest.values())
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.config import format_eps
 from bench.metrics import WORST_CASE
+from bench.results import CELL
 from detectors.csi import INDUSTRIAL_TRAIN_PER_EPOCH
 from detectors.papers import PAPER_CHANNELS, PAPER_IMAGE_SIZE, PAPER_SETTINGS, PaperResult, paper_result
 
@@ -295,7 +296,9 @@ def _compare(
         differences.append(f"{len(classes)} of {total} classes ({shown}) (paper: all {total})")
     failed = int((rows["status"] == "failed").sum())
     if failed:
-        notes.append(f"{failed} failed cell(s) left out")
+        differences.append(f"{failed} failed cell(s): the means leave them out")
+    if not pgd.empty and sorted({int(c) for c in pgd["normal_class"]}) != classes:
+        differences.append(f"PGD covers classes {', '.join(map(str, sorted(set(pgd['normal_class']))))} only")
     per_run = {}
     for run, config in configs.items():
         if config is None:
@@ -310,7 +313,7 @@ def _compare(
     if "flags" in ok:
         flags = sorted({f for cell in ok["flags"] if isinstance(cell, list | tuple) for f in cell})
         if flags:
-            notes.append("cell flags: " + ", ".join(flags))
+            differences.append("sanity flags (the numbers may overstate robustness): " + ", ".join(flags))
     return Comparison(
         dataset=dataset,
         detector=detector,
@@ -334,6 +337,7 @@ def comparisons(frame: pd.DataFrame, manifests: Sequence[dict] | Mapping[str, di
     out = []
     if frame.empty:
         return out
+    frame = frame.drop_duplicates(CELL, keep="last")  # a cell rerun under a new key (code change, merge) counts once
     for (dataset, detector), group in frame.groupby(["dataset", "detector"], sort=True):
         paper = paper_result(str(detector), str(dataset))
         if paper is None:

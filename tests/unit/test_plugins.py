@@ -182,3 +182,8 @@ def test_workers_load_plugin_files_by_path(tmp_path: Path) -> None:
     modules = registry_modules(build_grid(cfg))
     assert str(path) in modules and file_module_name(path) not in modules
     assert {"attacks.pgd", "bench.data.digits"} <= set(modules)
+
+
+def test_a_plugin_cannot_take_over_a_one_sided_attack_name() -> None:
+    with pytest.raises(ValueError, match="clashes with the one-sided names"):
+        ATTACKS.register("pgd-in")(type("Shadow", (), {}))

@@ -166,13 +166,15 @@ def test_leaderboard_tex_structure(run_dir: Path) -> None:
 
 def test_macros_are_valid_unique_and_complete(run_dir: Path) -> None:
     lines = (run_dir / "leaderboard_macros.tex").read_text().splitlines()[1:]
-    parsed = [re.fullmatch(r"\\newcommand\{\\([A-Za-z]+)\}\{(\d+\.\d)\} % .+", line) for line in lines]
+    parsed = [
+        re.fullmatch(r"\\newcommand\{\\([A-Za-z]+)\}\{(\d+\.\d)(\$\^\{\\dagger\}\$)?\} % .+", line) for line in lines
+    ]
     assert all(parsed), [line for line, m in zip(lines, parsed, strict=True) if not m]
     names = [m.group(1) for m in parsed]
     assert len(names) == len(set(names))
     # per dataset: 3 detectors x 4 columns x (mean + std) + 3 pass counts
     assert len(names) == 2 * (3 * 4 * 2 + 3)
-    macros = dict(m.groups() for m in parsed)
+    macros = {m.group(1): m.group(2) for m in parsed}
     assert macros["cobraDigitsPgdFourOverTwoFiveFiveRobust"] == "70.8"
     assert macros["deepSvddTexturesClean"] == "90.8"
     assert macro_name("patch%core", "digits", "Clean") == "patchCoreDigitsClean"
@@ -256,7 +258,7 @@ def test_report_command_writes_the_reproduction_report(tmp_path: Path) -> None:
 
 def test_flags_with_details_are_grouped_in_legends(tmp_path: Path) -> None:
     records = [make_record(cls=0, flags=["zero-gradients:0.42"]), make_record(cls=1, flags=["zero-gradients:0.13"]),
-               make_record(detector="b", robust=0.1)]  # fmt: skip
+               make_record(detector="b", cls=0, robust=0.1), make_record(detector="b", cls=1, robust=0.1)]  # fmt: skip
     write_reports(write_run(tmp_path, records, with_scores=False))
     md = (tmp_path / "leaderboard.md").read_text()
     assert "- zero-gradients: many inputs had all-zero" in md
@@ -373,3 +375,11 @@ def test_the_plus_minus_of_an_interval_is_its_larger_side_and_a_std_wins() -> No
     assert spread_text(row, "pgd", intervals=False) == ""
     seeds = pd.Series({"pgd": 90.0, "pgd std": 0.7, "pgd ci": None})
     assert spread_text(seeds, "pgd", intervals=False) == " ± 0.7"
+
+
+def test_a_mean_over_fewer_classes_than_the_dataset_holds_is_flagged_incomplete() -> None:
+    records = [make_record(cls=0), make_record(cls=1), make_record(detector="b", cls=0)]
+    board = results.leaderboard(results.frame_of(records), "digits").set_index("detector")
+    column = next(c for c in board.columns if c.startswith("pgd") and not c.endswith((" ci", " std", " flags")))
+    assert board.loc["b", f"{column} flags"] == ["incomplete"] and board.loc["cobra", f"{column} flags"] == []
+    assert board.loc["b", "clean flags"] == ["incomplete"]  # its clean mean covers class 0 only, too

@@ -134,3 +134,19 @@ def test_manifest_matching():
     unnamed = [{k: v for k, v in m.items() if k != "run"} for m in (a, b)]
     assert manifest_for("elsewhere", "quick", unnamed) is unnamed[1]  # by the records' preset
     assert manifest_for("elsewhere", None, unnamed) is None
+
+
+def test_a_failed_pgd_class_or_a_flag_or_a_replaced_record_keeps_it_from_being_reproduced():
+    import dataclasses
+
+    recs = records(range(10))
+    failed = [dataclasses.replace(r, status="failed", robust_auroc=None) if r.normal_class == 1 and r.attack == "pgd"
+              else r for r in recs]  # fmt: skip
+    text = render_reproduction(frame_of(failed), [manifest("paper")])
+    assert "1 failed cell(s)" in text and "PGD covers classes" in text and "Verdict: **reproduced**" not in text
+    flagged = [dataclasses.replace(r, flags=["not-converged"]) if r.attack == "pgd" else r for r in recs]
+    text = render_reproduction(frame_of(flagged), [manifest("paper")])
+    assert "sanity flags" in text and "Verdict: **reproduced**" not in text
+    stale = [dataclasses.replace(recs[0], key="old", robust_auroc=0.1), *recs]  # an older record of one cell
+    (item,) = comparisons(frame_of(stale), [manifest("paper")])
+    assert round(item.robust_gap, 6) == 0.4, "the older record of a cell must not count"
