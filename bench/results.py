@@ -18,7 +18,6 @@ from bench.errors import UsageError
 from bench.metrics import INCOMPLETE_FLAG, WORST_CASE, bootstrap_aurocs, percentile_interval
 from bench.store import RECORD_FIELDS, Record, RunStore
 from detectors import DETECTORS
-from detectors.papers import paper_result
 
 #: pandas dtype per ``Record`` field annotation (strings: store.py postpones annotations); lists stay objects.
 _DTYPES = {"str": "string", "str | None": "string", "int": "int64", "int | None": "Int64", "float": "float64",
@@ -224,7 +223,7 @@ def _papers(detectors: list[str], dataset: str) -> pd.DataFrame:
     rows = []
     for name in detectors:
         cls = DETECTORS.get(name) if name in DETECTORS else None
-        citation, result = getattr(cls, "citation", None), paper_result(name, dataset)
+        citation, result = (cls.citation, cls.paper_results.get(dataset)) if cls else (None, None)
         rows.append({
             "paper": citation.title if citation else None,
             "venue": f"{citation.venue} {citation.year}" if citation else None,

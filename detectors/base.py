@@ -160,6 +160,12 @@ def create_detector(name: str, **options: Any) -> Detector:
     return cls(build_config(cls.Config, cls.name, options))
 
 
+def paper_result(name: str, dataset: str) -> PaperResult | None:
+    """What the paper of registered detector ``name`` reports on ``dataset``; None when unknown (or no such detector,
+    e.g. a plugin or a test toy that declares none)."""
+    return DETECTORS.get(name).paper_results.get(dataset) if name in DETECTORS else None
+
+
 def list_detectors() -> dict[str, str]:
     """Registered detector names with one-line descriptions."""
     return DETECTORS.describe()

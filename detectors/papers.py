@@ -1,7 +1,7 @@
 """Paper metadata: each detector's citation and the clean / robust AUROC that COBRA's tables (ICLR 2025) report.
 
 Detector classes declare ``citation``, ``adversarially_trained`` and ``paper_results`` (``detectors.base``);
-``paper_result`` looks one up by registered name. AUROCs are in percent.
+``detectors.base.paper_result`` looks one up by registered name. AUROCs are in percent.
 """
 
 from __future__ import annotations
@@ -93,17 +93,3 @@ def cobra_results(**cells: tuple[float, float | None]) -> dict[str, PaperResult]
         _, eps, source = PAPER_DATASETS[dataset]
         results[dataset] = PaperResult(clean=clean, robust=robust, attack=PAPER_ATTACK, eps=eps, source=source)
     return results
-
-
-def paper_result(detector_name: str, dataset: str) -> PaperResult | None:
-    """The paper's result for a registered detector on one of our datasets; None when unknown (or no such detector,
-    e.g. a plugin or a test toy that declares none)."""
-    import detectors  # noqa: F401  (registers every project detector)
-    from bench.errors import UsageError
-    from detectors.base import DETECTORS
-
-    try:
-        cls = DETECTORS.get(detector_name)
-    except UsageError:
-        return None
-    return (getattr(cls, "paper_results", None) or {}).get(dataset)

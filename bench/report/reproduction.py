@@ -13,11 +13,16 @@ from typing import Any
 
 import pandas as pd
 
+from attacks import ATTACKS
 from bench.config import format_eps
+from bench.data import DATASETS
 from bench.metrics import WORST_CASE
+from bench.registry import field_default
 from bench.results import CELL
+from bench.threat import kind_eps
+from detectors.base import DETECTORS, paper_result
 from detectors.csi import INDUSTRIAL_TRAIN_PER_EPOCH
-from detectors.papers import PAPER_CHANNELS, PAPER_IMAGE_SIZE, PAPER_SETTINGS, PaperResult, paper_result
+from detectors.papers import PAPER_CHANNELS, PAPER_IMAGE_SIZE, PAPER_SETTINGS, PaperResult
 
 #: |ours - paper| in AUROC points within which a row with no protocol difference counts as reproduced.
 TOLERANCE = 2.0
@@ -119,14 +124,10 @@ def manifest_for(run: str | None, preset: str | None, manifests: Sequence[dict] 
 
 
 def _low_res(dataset: str) -> bool:
-    from bench.data import DATASETS
-
     return bool(DATASETS.get(dataset).low_res)
 
 
 def _class_count(dataset: str) -> int | None:
-    from bench.data import DATASETS
-
     try:
         return len(DATASETS.get(dataset)(None).classes())
     except Exception:  # a loader that needs its files even to name its classes
@@ -135,23 +136,12 @@ def _class_count(dataset: str) -> int | None:
 
 def _config_defaults(detector: str) -> dict[str, Any]:
     """The detector's Config defaults (what a run uses for fields its options table does not set)."""
-    from detectors.base import DETECTORS
-
-    defaults = {}
-    for field in dataclasses.fields(DETECTORS.get(detector).Config):
-        if field.default is not dataclasses.MISSING:
-            defaults[field.name] = field.default
-        elif field.default_factory is not dataclasses.MISSING:
-            defaults[field.name] = field.default_factory()
-    return defaults
+    return {field.name: field_default(field) for field in dataclasses.fields(DETECTORS.get(detector).Config)}
 
 
 def _pgd_default_steps() -> int | None:
     """The PGD Config's default ``steps`` (what a run uses when its attack options do not set them)."""
-    from attacks import ATTACKS
-
-    fields = {f.name: f.default for f in dataclasses.fields(ATTACKS.get(PGD).Config)}
-    steps = fields.get("steps")
+    steps = {f.name: field_default(f) for f in dataclasses.fields(ATTACKS.get(PGD).Config)}.get("steps")
     return steps if isinstance(steps, int) else None
 
 
@@ -180,8 +170,6 @@ def _resolve_setting(key: str, value: Any, low_res: bool) -> Any:
 def _same_setting(key: str, ours: Any, paper: Any, low_res: bool) -> bool:
     ours, paper = _resolve_setting(key, ours, low_res), _resolve_setting(key, paper, low_res)
     if key == "train_eps":
-        from bench.threat import kind_eps
-
         ours, paper = (kind_eps(low_res) if v == "auto" else float(v) for v in (ours, paper))
         return math.isclose(ours, paper, rel_tol=1e-6)
     if isinstance(ours, list | tuple) and isinstance(paper, list | tuple):
@@ -370,8 +358,6 @@ def _summary(items: list[Comparison], tolerance: float) -> str:
 
 
 def _section(item: Comparison, tolerance: float) -> list[str]:
-    from detectors.base import DETECTORS
-
     paper = item.paper
     citation = DETECTORS.get(item.detector).citation
     cited = f' "{citation.title}" ({citation.venue} {citation.year}), <{citation.link}>' if citation else ""

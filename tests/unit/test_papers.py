@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from detectors import list_detectors
-from detectors.base import DETECTORS, Detector
-from detectors.papers import PAPER_DATASETS, Citation, PaperResult, cobra_results, paper_result
+from detectors.base import DETECTORS, Detector, paper_result
+from detectors.papers import PAPER_DATASETS, Citation, PaperResult, cobra_results
 
 
 def project_detectors() -> dict[str, type[Detector]]:
