@@ -101,8 +101,7 @@ class APGD(Attack):
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         """The best iterate over every ascent and restart, the clean input included (never less harmful)."""
         clean = self.evaluate(detector, x, sign)
-        best = BestIterate(x)
-        best.update(x, clean)
+        best = BestIterate(x, clean)
         for ascent in self.ascents(detector, x, sign, clean):
             for _ in range(max(self.config.restarts, 1)):
                 start = start_point(x, self.config.eps, self.config.norm, self.config.random_start, generator)

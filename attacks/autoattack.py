@@ -148,7 +148,7 @@ class AutoAttack(Attack):
             results.append(MemberResult(name, scores, member.white_box))
         check_in_ball(x_best, x, self.config.eps, self.config.norm)
         stochastic = getattr(detector, "stochastic", False)
-        scores = torch.where(attacked & ~torch.tensor(stochastic), best * sign, torch.nan)
+        scores = torch.full_like(best, torch.nan) if stochastic else torch.where(attacked, best * sign, torch.nan)
         return AttackResult(x_best, scores, attacked, results, supplier, skipped)
 
     def judged_scores(self, detector: Any, result: AttackResult) -> Tensor:

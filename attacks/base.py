@@ -53,9 +53,13 @@ ScoreFn = Callable[[Tensor], Tensor]
 class BestIterate:
     """Per-sample best objective and the input that reached it (the answer of a score attack)."""
 
-    def __init__(self, x: Tensor) -> None:
+    def __init__(self, x: Tensor, objective: Tensor | None = None) -> None:
+        """Start from ``x``; with its ``objective``, ``x`` competes with later iterates (the clean input does, so an
+        attack never ends less harmful than no attack)."""
         self.x = x.detach().clone()
         self.objective = torch.full((x.shape[0],), -torch.inf, device=x.device)
+        if objective is not None:
+            self.update(x, objective)
 
     def update(self, x: Tensor, objective: Tensor) -> Tensor:
         """Keep ``x`` where ``objective`` beats the best so far; returns the mask of improved samples."""

@@ -89,9 +89,9 @@ class FeatureAttack(APGD):
         cfg = self.config
         bank = feature_bank(detector, self.name).to(x.device).flatten(1)
         with torch.no_grad():
-            clean = detector_features(detector, x, self.name, bank)
-            n, p, d = clean.shape
-            nearest = feature_distances(clean.reshape(n * p, d), bank, cfg.metric)
+            clean_features = detector_features(detector, x, self.name, bank)
+            n, p, d = clean_features.shape
+            nearest = feature_distances(clean_features.reshape(n * p, d), bank, cfg.metric)
             ranked = nearest.topk(min(cfg.targets, bank.shape[0]), dim=1, largest=False).indices
         targets = [bank[ranked[:, j]] for j in range(ranked.shape[1])]
         return [self.surrogate_ascent(detector, sign, self.pull(detector, bank, target)) for target in targets]

@@ -83,8 +83,8 @@ class KNNAttack(APGD):
             return feature_distances(features.reshape(n * p, d), bank, cfg.metric).view(n, p, -1)
 
         with torch.no_grad():
-            clean = knn_distance(patch_distances(x).flatten(0, 1), k)
-            start_temperature = (cfg.temperature * clean.median()).clamp_min(1e-12)
+            clean_distances = knn_distance(patch_distances(x).flatten(0, 1), k)
+            start_temperature = (cfg.temperature * clean_distances.median()).clamp_min(1e-12)
         step = [-1]
 
         def surrogate(xc: Tensor) -> Tensor:
@@ -95,10 +95,8 @@ class KNNAttack(APGD):
             smooth = top_mean(soft_min(distances.view(n * p, m), temperature).view(n, p), cfg.top_patches)
             return hard.detach() + smooth - smooth.detach()
 
-        climb = self.surrogate_ascent(detector, sign, surrogate).climb
-
         def annealing(xc: Tensor) -> tuple[Tensor, Tensor]:
             step[0] += 1  # once per APGD step, however many EOT draws evaluate the surrogate
-            return climb(xc)
+            return self.objective_and_grad(detector, xc, sign, score_fn=surrogate)
 
         return [Ascent(annealing, on_score=False)]

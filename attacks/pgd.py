@@ -65,9 +65,7 @@ class PGD(Attack):
         """PGD restarts on the signed score (each step's forward doubles as bookkeeping); the clean input competes
         with the iterates (a random start alone can end less harmful than no attack)."""
         cfg = self.config
-        best = BestIterate(x)
-        if cfg.random_start:
-            best.update(x, self.evaluate(detector, x, sign))
+        best = BestIterate(x, self.evaluate(detector, x, sign) if cfg.random_start else None)
         for _ in range(max(cfg.restarts, 1)):
             run = pgd_run(
                 x,

@@ -90,8 +90,7 @@ class Square(Attack):
     white_box = False
 
     def attack_batch(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
-        best = BestIterate(x)
-        best.update(x, self.evaluate(detector, x, sign))
+        best = BestIterate(x, self.evaluate(detector, x, sign))
         for _ in range(max(self.config.restarts, 1)):
             best.merge(self.search(detector, x, sign, generator))
         return best
@@ -99,9 +98,8 @@ class Square(Attack):
     def search(self, detector: Any, x: Tensor, sign: Tensor, generator: torch.Generator | None) -> BestIterate:
         """One random search of ``queries`` evaluations (the first is the initialisation)."""
         linf = self.config.norm == "linf"
-        best = BestIterate(x)
         start = self.init_linf(x, generator) if linf else self.init_l2(x, generator)
-        best.update(start, self.evaluate(detector, start, sign))
+        best = BestIterate(start, self.evaluate(detector, start, sign))
         propose = self.propose_linf if linf else self.propose_l2
         for query in range(1, self.config.queries):
             candidate = propose(x, best.x, window_fraction(self.config.p_init, query, self.config.queries), generator)

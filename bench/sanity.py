@@ -215,14 +215,14 @@ def gradient_mismatch(detector: Any, x: Tensor, eps: float, generator: torch.Gen
     h = max(eps, 1 / 255) / 4
     xs = x.to(detector.device)
     source = generator.device if generator is not None else "cpu"
+    x_req = xs.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(detector.score(x_req).sum(), x_req, allow_unused=True)  # one gradient: deterministic
+    if grad is None:
+        return False
     auto, finite = [], []
     for _ in range(GRADIENT_DIRECTIONS):
         u = torch.where(torch.rand(tuple(xs.shape), generator=generator, device=source) < 0.5, -1.0, 1.0)
         u = u.to(xs.device)
-        x_req = xs.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(detector.score(x_req).sum(), x_req, allow_unused=True)
-        if grad is None:
-            return False
         with torch.no_grad():
             auto.append((grad * u).flatten(1).sum(1).double())
             finite.append(((detector.score(xs + h * u) - detector.score(xs - h * u)) / (2 * h)).double())
