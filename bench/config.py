@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.hashing import stable_hash
-from bench.threat import AUTO_EPS, kind_eps
+from bench.threat import AUTO_EPS, kind_eps, parse_norm
 
 PRESET_DIR = Path(__file__).parent / "presets"
 #: The tables a preset may have: ``[run]`` (the grid) and option tables per dataset, detector and attack.
@@ -110,6 +110,12 @@ def load_preset(name: str) -> Preset:
             raise UsageError(f"preset {path}: unknown key [run] {key}; keys: {', '.join(RUN_KEYS)}")
         if not RUN_CHECKS[key](value):
             raise UsageError(f"preset {path}: [run] {key} must be {RUN_KEYS[key]}, got {value!r}")
+    for key, parse in (("eps", parse_eps), ("norm", parse_norm)):  # values checked by the parsers the CLI uses
+        if key in run:
+            try:
+                parse(run[key])
+            except UsageError as error:
+                raise UsageError(f"preset {path}: [run] {key}: {error}") from None
     tables = {}
     for table in PRESET_TABLES[1:]:
         entries = raw.get(table, {})

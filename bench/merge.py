@@ -4,15 +4,12 @@ the per-sample ``worst-case`` record of each (dataset, class, detector, seed, bu
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench import metrics
-from bench.hashing import files_digest, stable_hash
+from bench.hashing import files_digest, module_closure, stable_hash
 from bench.metrics import INCOMPLETE_FLAG, WORST_CASE, auroc, worst_case, worst_case_sources
 from bench.sanity import GRID_ONLY_FLAGS, NON_MONOTONE_EPS, grid_flags
 from bench.store import Record, RunStore
@@ -56,7 +53,7 @@ def worst_case_key(sources: list[Record], failed: list[Record]) -> str:
 
 
 #: The code a worst-case record is computed by: a change to it rebuilds every worst case.
-MERGE_CODE = files_digest(frozenset(Path(module.__file__) for module in (sys.modules[__name__], metrics)))
+MERGE_CODE = files_digest(module_closure(__name__, "bench"))
 
 
 def sources_fingerprint(store: RunStore, sources: list[Record]) -> str | None:

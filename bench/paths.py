@@ -1,4 +1,4 @@
-"""Where the project keeps what it can recompute: the cache root (checkpoints, generated datasets, timing history)."""
+"""Where the project lives and keeps what it can recompute: its root, the cache root (checkpoints, datasets, timing)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 CACHE_ENV = "ROBUST_AD_BENCH_CACHE"
+#: The checkout this code runs from (holding bench/, detectors/, attacks/).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_root() -> Path:

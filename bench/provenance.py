@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -15,23 +16,24 @@ from typing import Any
 from bench.config import RunConfig, run_key
 from bench.executors import Executor
 from bench.grid import FitGroup
+from bench.paths import PROJECT_ROOT
 
-PACKAGES = (
-    "torch",
-    "torchvision",
-    "numpy",
-    "scikit-learn",
-    "scikit-image",
-    "robust-ad-bench",
-    "submitit",
-    "torchattacks",
-    "pyautoattack",
-)
+PROJECT = "robust-ad-bench"
+
+
+def project_packages() -> list[str]:
+    """This project and every distribution it declares it needs (extras included), from its installed metadata."""
+    try:
+        requires = metadata.requires(PROJECT) or []
+    except metadata.PackageNotFoundError:
+        return [PROJECT]
+    names = (re.match(r"[A-Za-z0-9._-]+", requirement).group(0) for requirement in requires)
+    return [PROJECT, *dict.fromkeys(names)]
 
 
 def git_state() -> dict[str, Any]:
     """Commit sha and whether the work tree has uncommitted changes (None outside a git checkout)."""
-    root = Path(__file__).resolve().parent.parent
+    root = PROJECT_ROOT
 
     def git(*args: str) -> str | None:
         try:
@@ -46,8 +48,9 @@ def git_state() -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
+    """Installed versions of the project's packages (those not installed are left out)."""
     versions = {}
-    for name in PACKAGES:
+    for name in project_packages():
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -67,7 +70,7 @@ def cpu_name() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def device_names(devices: list[str] | None) -> list[str]:
+def device_names() -> list[str]:
     """Human-readable names of the devices the run may use."""
     import torch
 
@@ -77,9 +80,7 @@ def device_names(devices: list[str] | None) -> list[str]:
     return names
 
 
-def build_manifest(
-    cfg: RunConfig, argv: list[str], groups: list[FitGroup], executor: Executor | None = None
-) -> dict[str, Any]:
+def build_manifest(cfg: RunConfig, argv: list[str], groups: list[FitGroup], executor: Executor) -> dict[str, Any]:
     """What the manifest records about a run: its command, config, code state, packages and hardware."""
     return {
         "run_key": run_key(cfg),
@@ -91,8 +92,8 @@ def build_manifest(
         "python": sys.version.split()[0],
         "host": platform.node(),
         "user": getpass.getuser(),
-        "devices": device_names(cfg.devices),
-        "executor": executor.describe() if executor is not None else {"name": cfg.executor},
+        "devices": device_names(),
+        "executor": executor.describe(),
         "seeds": cfg.seeds,
         "n_fit_jobs": len(groups),
         "n_cells": sum(len(g.evals) for g in groups),

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UsageError
+from bench.paths import PROJECT_ROOT
 
 T = TypeVar("T")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Origins of modules loaded as plugins (``bench.plugins``): a module name -> its label, also for its submodules.
 PLUGIN_ORIGINS: dict[str, str] = {}
 

@@ -16,7 +16,7 @@ import torch
 from bench.config import format_eps
 from bench.errors import UsageError
 from bench.metrics import INCOMPLETE_FLAG, WORST_CASE, bootstrap_aurocs, percentile_interval
-from bench.store import RECORD_FIELDS, Record, RunStore
+from bench.store import RECORD_FIELDS, Record, RunStore, latest_per_key
 from detectors import DETECTORS
 
 #: pandas dtype per ``Record`` field annotation (strings: store.py postpones annotations); lists stay objects.
@@ -48,12 +48,9 @@ def load(*run_dirs: str | Path) -> pd.DataFrame:
     Columns: every ``bench.store.Record`` field, typed (strings, ints, nullable ints, floats; lists and dicts as
     objects), ``eps_label`` (``format_eps``: ``4/255``) and ``run`` (the folder, as given, that the record came from).
     """
-    latest: dict[str, tuple[Record, str]] = {}
-    for run in run_dirs:
-        for record in RunStore(run).records():
-            latest.pop(record.key, None)
-            latest[record.key] = (record, str(run))
-    return _frame(list(latest.values()))
+    tagged = [(record, str(run)) for run in run_dirs for record in RunStore(run).records()]
+    runs = {record.key: run for record, run in tagged}  # a later folder wins
+    return _frame([(record, runs[record.key]) for record in latest_per_key(record for record, _ in tagged)])
 
 
 def _frame(rows: list[tuple[Record, str]]) -> pd.DataFrame:

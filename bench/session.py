@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 
 from bench.cache import CheckpointCache
-from bench.config import RunConfig
+from bench.config import RunConfig, format_eps
 from bench.data import load_split
 from bench.executors import create_executor
 from bench.grid import FitGroup, build_grid
@@ -23,7 +23,7 @@ from bench.plan import format_plan, plan_groups
 from bench.progress import Progress
 from bench.provenance import build_manifest
 from bench.runner import GroupResult
-from bench.store import Record, RunStore, latest_per_key
+from bench.store import Record, RunStore, finished_keys, latest_per_key
 
 
 def preflight(groups: list[FitGroup]) -> None:
@@ -61,7 +61,7 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
         executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
         store.write_manifest({**store.read_manifest(), **build_manifest(cfg, argv, groups, executor)})
         existing = store.records()
-        finished = {record.key for record in existing if record.finished}
+        finished = finished_keys(existing)
         progress = Progress(enabled=None if not cfg.quiet else False)
         history = TimingHistory()
         with progress.session():
@@ -81,7 +81,7 @@ def run_benchmark(cfg: RunConfig, argv: list[str]) -> int:
     for record in failed:
         print(
             f"failed: {record.dataset}/{record.class_name} {record.detector} {record.attack} "
-            f"eps={record.eps:.4g}: {record.error}",
+            f"eps={format_eps(record.eps)}: {record.error}",
             file=sys.stderr,
         )
     return 1 if failed else 0
@@ -96,10 +96,11 @@ def merge_results(
     keys = {job.key for group in groups for job in group.evals}
     computed = [record for result in results for record in result.records]
     # Part files (Slurm jobs) may hold records of jobs this run did not wait for: read them before the one rewrite.
-    records = store.records() if store.has_parts() else latest_per_key([*existing, *computed])
+    parts = store.has_parts()
+    records = store.records() if parts else latest_per_key([*existing, *computed])
     records, flags_changed = merge_grid_flags(records, keys)
     records, worst, worst_changed = merge_worst_case(store, records, keys, {r.key for r in computed})
-    if flags_changed or worst_changed or store.has_parts():
+    if flags_changed or worst_changed or parts:
         store.rewrite(records)
     return bool(computed) or flags_changed or worst_changed, [r for r in records if r.key in keys] + worst
 
@@ -108,7 +109,7 @@ def print_plan(cfg: RunConfig, argv: list[str]) -> int:
     """``--plan``: print the job matrix (cached fits, finished cells, estimated time) and run nothing."""
     groups = build_grid(cfg)
     executor = create_executor(cfg.executor, cfg.devices, **cfg.executor_options)
-    finished = set() if cfg.force else {record.key for record in RunStore(cfg.out).records() if record.finished}
+    finished = set() if cfg.force else finished_keys(RunStore(cfg.out).records())
     planned = plan_groups(groups, finished, force=cfg.force, cache=CheckpointCache())
     print(format_plan(planned, executor.parallelism))
     return 0

@@ -207,6 +207,11 @@ def latest_per_key(records: Iterable[Record]) -> list[Record]:
     return list(latest.values())
 
 
+def finished_keys(records: Iterable[Record]) -> set[str]:
+    """Keys of the cells that completed or cannot apply (a failed cell is retried)."""
+    return {record.key for record in records if record.finished}
+
+
 def load_records(run_dir: str | Path) -> list[Record]:
     """The records of the run folder ``run_dir``."""
     return RunStore(run_dir).records()

@@ -19,11 +19,10 @@ from bench.plugins import load_plugins, loaded_plugins, plugin_spec
 from bench.progress import NULL_PROGRESS, Progress
 from bench.registry import Registry
 from bench.runner import GroupResult, failed_records
-from bench.store import Record, RunStore
+from bench.store import Record, RunStore, finished_keys
 from detectors import DETECTORS
 
 EXECUTORS: Registry[type[Executor]] = Registry("executor")
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class WorkerCrashedError(RuntimeError):
@@ -61,7 +60,7 @@ class Executor(ABC):
         are appended to ``store`` as cells finish. Groups with nothing left give results without running."""
         sweep_partial_files(store.root)
         if finished is None:
-            finished = {record.key for record in store.records() if record.finished}
+            finished = finished_keys(store.records())
         pending, results = schedule(groups, set() if force else finished)
         for result in results:
             on_result(result)

@@ -18,7 +18,6 @@ import torch
 from bench.errors import UsageError
 from bench.executors.base import (
     EXECUTORS,
-    REPO_ROOT,
     Executor,
     WorkerCrashedError,
     finished_in,
@@ -27,6 +26,7 @@ from bench.executors.base import (
     registry_modules,
     snapshot,
 )
+from bench.paths import PROJECT_ROOT
 from bench.runner import GroupResult, run_group
 from bench.store import RunStore
 
@@ -66,7 +66,7 @@ def slurm_task(task: dict[str, Any]) -> GroupResult:
 def repo_on_pythonpath() -> Iterator[None]:
     """Jobs start a fresh interpreter with the submitting environment: make this checkout importable there."""
     previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), previous]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), previous]))
     try:
         yield
     finally:

@@ -19,6 +19,8 @@ PRESETS = {
     "unknown-table": "[trainers]\nx = 1\n",
     "option-not-a-table": "[detectors]\ndeepsvdd = 3\n",
     "unknown-option": '[run]\ndatasets = ["digits"]\ndetectors = ["deepsvdd"]\n[detectors.deepsvdd]\nepoch = 3\n',
+    "bad-eps": '[run]\neps = ["abc"]\n',
+    "bad-norm": '[run]\nnorm = "l3"\n',
     "wrong-type": '[run]\ndatasets = ["digits"]\ndetectors = ["deepsvdd"]\n[detectors.deepsvdd]\nepochs = "three"\n',
 }
 
@@ -50,6 +52,8 @@ CASES = {
     "options not a table": (["--preset", "{option-not-a-table}"], "[detectors] deepsvdd must be a table of options"),
     "unknown option": (["--preset", "{unknown-option}"], "[detectors.deepsvdd]: deepsvdd has no option epoch"),
     "option of the wrong type": (["--preset", "{wrong-type}"], "deepsvdd option epochs must be a number, got 'three'"),
+    "preset eps not a budget": (["--preset", "{bad-eps}"], "{bad-eps}: [run] eps: invalid eps 'abc'"),
+    "preset norm unknown": (["--preset", "{bad-norm}"], "{bad-norm}: [run] norm: unknown norm 'l3'"),
     "out is a file": (["--out", "{file}"], "is a file; give a results folder"),
     "report without results": (["report", "--results", "{missing}"], "results folder"),
     "report without --results": (["report"], "the following arguments are required: --results"),
