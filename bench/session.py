@@ -116,11 +116,18 @@ def print_plan(cfg: RunConfig, argv: list[str]) -> int:
 
 
 def write_outputs(store: RunStore, records: list[Record], quiet: bool, refresh: bool = True) -> None:
-    """Leaderboard files and plots in the run folder (rewritten only when records changed); the console table."""
-    from bench.report import console_table, write_reports
+    """Leaderboard files and plots in the run folder (rewritten only when records changed) and the console table,
+    from one Report of the run (so the terminal shows the files' intervals)."""
+    from bench import results
+    from bench.report import build_report, console_table, write_report
 
-    if refresh or not (store.root / "leaderboard.md").is_file():
-        paths = write_reports(store.root, records)
+    write = refresh or not (store.root / "leaderboard.md").is_file()
+    if quiet and not write:
+        print(f"results: {store.root} (leaderboards unchanged)", file=sys.stderr)
+        return
+    report = build_report(results.frame_of(records, store.root), results.manifests(store.root))
+    if write:
+        paths = write_report(store.root, report)
         written = ", ".join(p.name for p in paths if p.parent == store.root)
         print(f"results: {store.root} ({written})", file=sys.stderr)
     else:
@@ -128,4 +135,4 @@ def write_outputs(store: RunStore, records: list[Record], quiet: bool, refresh: 
     if not quiet:
         from rich.console import Console
 
-        Console().print(console_table(records))
+        Console().print(console_table(report))

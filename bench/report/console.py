@@ -6,18 +6,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.model import FLAG_MARK, Report, build_report, cell_text, describe_flag, flagged, header, marks
-from bench.results import PAPER_NUMBERS, auroc_columns, frame_of
-from bench.store import Record
+from bench.report.model import FLAG_MARK, Report, cell_text, describe_flag, flagged, header, marks
+from bench.results import PAPER_NUMBERS, auroc_columns
 
 RANK_STYLES = {1: "bold", 2: "underline"}
 
 
-def console_table(source: Report | list[Record], title: str = "AUROC (%)") -> RenderableType:
+def console_table(report: Report, title: str = "AUROC (%)") -> RenderableType:
     """Per dataset a rich Table, ranked: Rank, Detector, Clean, worst-case and one column per attack budget, the
     paper's numbers where known; best bold, second underlined, flagged cells marked; under them, each flag explained
-    on one line. Records give no intervals (their scores' folder is unknown); a ``Report`` of a run folder does."""
-    report = source if isinstance(source, Report) else build_report(frame_of(source))
+    on one line."""
     tables: list[RenderableType] = []
     for dataset, board in report.boards.items():
         n_seeds = report.n_seeds(dataset)

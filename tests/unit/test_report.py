@@ -270,7 +270,7 @@ def test_console_table_lists_every_detector_ranked() -> None:
     from rich.console import Console
 
     console = Console(width=200, record=True)
-    console.print(console_table(grid_records()))
+    console.print(console_table(build_report(results.frame_of(grid_records()))))
     text = console.export_text()
     assert all(d in text for d in ("cobra", "deep_svdd", "patch%core")) and "68.8 ± 0.7" in text
     assert text.index("cobra") < text.index("deep_svdd") < text.index("patch%core") and "Rank" in text
@@ -318,7 +318,7 @@ def test_worst_case_column_follows_clean_with_each_datasets_eps_in_every_format(
     assert "Rank & Detector & Clean & worst-case 2/255 & autoattack 2/255 & pgd 2/255 \\\\" in tex
     assert r"2 & b & 90.0 & \underline{45.0} & \underline{50.0}" in tex
     console = Console(width=250, record=True)
-    console.print(console_table(ensemble_records()))
+    console.print(console_table(build_report(results.frame_of(ensemble_records()))))
     text = console.export_text()
     assert text.index("worst-case") < text.index("autoattack") < text.index("pgd 4/255")
 
@@ -360,7 +360,7 @@ def test_a_planted_flag_shows_its_mark_and_legend_line_in_every_format(tmp_path:
     html = (tmp_path / "leaderboard.html").read_text()
     assert "gradient-mismatch" in html
     console = Console(width=300, record=True)
-    console.print(console_table(records))
+    console.print(console_table(build_report(results.frame_of(records))))
     text = console.export_text()
     assert "50.0†" in text and f"gradient-mismatch: {legend}" in text
 
