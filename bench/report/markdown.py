@@ -9,7 +9,6 @@ from bench.report.model import (
     COLUMNS_NOTE,
     FLAG_MARK,
     MEMBERS_NOTE,
-    MISSING,
     RANKING_NOTE,
     Report,
     cell_text,
@@ -83,11 +82,6 @@ def render_table(dataset: str, board: pd.DataFrame, members: pd.DataFrame) -> li
             *render_members(dataset, members)]  # fmt: skip
 
 
-def _member_text(row: pd.Series, column: str) -> str:
-    std = row[f"{column} std"]
-    return number(row[column]) + (f" ± {std:.1f}" if pd.notna(std) else "") if pd.notna(row[column]) else MISSING
-
-
 def render_members(dataset: str, members: pd.DataFrame) -> list[str]:
     """Lines of one dataset's members table (ensemble and worst-case cells); none when there is no such cell."""
     if members.empty:
@@ -96,8 +90,8 @@ def render_members(dataset: str, members: pd.DataFrame) -> list[str]:
         "Detector": members["detector"].map(md_escape),
         "Column": members["column"].map(md_escape),
         "Member": members["member"].map(md_escape),
-        "Robust": [_member_text(row, "robust") for _, row in members.iterrows()],
-        "Share": [_member_text(row, "share") for _, row in members.iterrows()],
+        "Robust": [cell_text(row, "robust") for _, row in members.iterrows()],
+        "Share": [cell_text(row, "share") for _, row in members.iterrows()],
         "Note": [f"skipped: {md_escape(reason)}" if reason else "" for reason in members["skipped"]],
     })  # fmt: skip
     return [f"### {md_escape(dataset)}: members", "", f"Per ensemble or worst-case cell, {MEMBERS_NOTE}.", "",

@@ -18,6 +18,7 @@ from bench.config import format_eps
 from bench.data import DATASETS
 from bench.metrics import WORST_CASE
 from bench.registry import field_default
+from bench.report.markdown import md_escape
 from bench.results import CELL
 from bench.threat import kind_eps
 from detectors.base import DETECTORS, paper_result
@@ -30,7 +31,6 @@ PGD = "pgd"
 #: Native (size, channels) of the low-res sets: what ``load_split`` keeps when the data options set neither.
 NATIVE_SHAPE = {"mnist": (28, 1), "fmnist": (28, 1), "cifar10": (32, 3), "cifar100": (32, 3), "svhn": (32, 3)}
 NA = "n/a"
-_MD_SPECIALS = {ch: "\\" + ch for ch in "|*_`<"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +86,6 @@ def _pct(value: float | None) -> str:
 
 def _signed(value: float | None) -> str:
     return NA if value is None else f"{value:+.1f}"
-
-
-def _md(text: str) -> str:
-    return "".join(_MD_SPECIALS.get(ch, ch) for ch in str(text))
 
 
 def _same_path(a: Any, b: Any) -> bool:
@@ -339,8 +335,8 @@ def _summary(items: list[Comparison], tolerance: float) -> str:
     table = pd.DataFrame(
         [
             {
-                "dataset": _md(c.dataset),
-                "detector": _md(c.detector),
+                "dataset": md_escape(c.dataset),
+                "detector": md_escape(c.detector),
                 "eps": c.eps_label,
                 "ours clean": _pct(c.clean),
                 "paper clean": _pct(c.paper.clean),
@@ -363,7 +359,7 @@ def _section(item: Comparison, tolerance: float) -> list[str]:
     cited = f' "{citation.title}" ({citation.venue} {citation.year}), <{citation.link}>' if citation else ""
     robust_from = "PGD" if item.pgd is not None else "worst case"
     lines = [
-        f"## {_md(item.dataset)} · {_md(item.detector)} · eps {item.eps_label}",
+        f"## {md_escape(item.dataset)} · {md_escape(item.detector)} · eps {item.eps_label}",
         "",
         f"- Paper: clean {_pct(paper.clean)}, robust {_pct(paper.robust)} ({paper.attack} at {paper.eps}); "
         f"{paper.source}.{cited}",
