@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from attacks import create_attack
-from bench.config import parse_eps
+from bench.config import load_preset, parse_eps
 from bench.data import load_split
 from bench.metrics import auroc
-from benchmarks.helpers import detector_options, interleaved_medians
+from benchmarks.helpers import interleaved_medians
 from detectors import create_detector
 
 
@@ -53,7 +53,7 @@ class Setup:
 def fitted(detector: str = "deepsvdd", dataset: str = "digits", preset: str = "quick") -> Setup:
     """The preset's detector fitted on ``dataset`` class 0 (up to 200 test images), in eval mode."""
     split = load_split(dataset, normal_class=0, max_test=200)
-    det = create_detector(detector, **detector_options(preset, detector))
+    det = create_detector(detector, **load_preset(preset).detector_options(detector))
     det.fit(split.train, device="cpu", generator=torch.Generator().manual_seed(0))
     det.eval()
     return Setup(detector, dataset, det, split.test, split.test_is_anomaly)

@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 from attacks import create_attack
+from bench.config import load_preset
 from bench.data import load_split
 from bench.errors import UsageError
 from bench.metrics import auroc
-from benchmarks.helpers import detector_options
 from detectors import create_detector
 from detectors.base import split_options
 from detectors.csi import OPTIMISERS
@@ -103,7 +103,7 @@ def cobra(sizes: Sizes, meta: dict | None = None, **options: object):
     return create_detector(
         "cobra",
         **{
-            **detector_options("paper", "cobra"),
+            **load_preset("paper").detector_options("cobra"),
             **kind,
             "width": sizes.width,
             "blocks": list(sizes.blocks),

@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: a preset's detector and attack options, and side-by-side (interleaved) timing.
+"""Shared helpers of the benchmarks: side-by-side (interleaved) timing.
 
 Imported by the scripts (``python -m benchmarks.bench_*``) and by the pytest-benchmark suite (benchmarks/test_*.py).
 """
@@ -8,25 +8,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
-
-from bench.config import load_preset
-
-
-def detector_options(preset: str, name: str) -> dict[str, Any]:
-    """The ``[detectors.<name>]`` options of ``preset`` (keyword arguments of ``create_detector``)."""
-    loaded = load_preset(preset)
-    if hasattr(loaded, "detector_options"):
-        return dict(loaded.detector_options(name))
-    return dict(loaded["detectors"].get(name, {}))
-
-
-def attack_options(preset: str, name: str) -> dict[str, Any]:
-    """The ``[attacks.<name>]`` options of ``preset`` (keyword arguments of ``create_attack``, budget aside)."""
-    loaded = load_preset(preset)
-    if hasattr(loaded, "attack_options"):
-        return dict(loaded.attack_options(name))
-    return dict(loaded["attacks"].get(name, {}))
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
