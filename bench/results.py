@@ -269,7 +269,7 @@ def _board(frame: pd.DataFrame, dataset: str, keys: list[str], intervals: bool =
     return table[[*front, *(c for c in table.columns if c not in front)]]
 
 
-def leaderboard(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def leaderboard(frame: pd.DataFrame, dataset: str, *, intervals: bool = True) -> pd.DataFrame:
     """One dataset's leaderboard, a row per detector, ranked like RobustBench.
 
     Columns: ``rank``, ``detector``, ``paper`` / ``venue`` / ``link`` / ``adv_trained`` (``detectors.papers``; NA for
@@ -283,9 +283,15 @@ def leaderboard(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     The interval of a mean over classes resamples each class's test set (normals and anomalies separately,
     ``N_RESAMPLES`` times, class c with a generator seeded ``BOOTSTRAP_SEED + c``), averages the b-th resamples'
     AUROCs over classes and takes their percentiles. Rows are sorted by worst-case robust AUROC (the largest eps
-    first; without a worst-case column, by each row's lowest robust AUROC), then clean, then name.
+    first; without a worst-case column, by each row's lowest robust AUROC), then clean, then name. Without
+    ``intervals`` no scores file is read (the ``ci`` columns are None).
     """
-    return _board(frame, dataset, ["detector"])
+    return _board(frame, dataset, ["detector"], intervals)
+
+
+def attack_columns(frame: pd.DataFrame, dataset: str) -> dict[str, Attack]:
+    """The robust columns of ``dataset``'s leaderboard and the (attack, norm, eps) each one holds."""
+    return _cells(frame, dataset)[1]
 
 
 def per_class(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:

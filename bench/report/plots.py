@@ -20,9 +20,9 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench import results
 from bench.config import format_eps
-from bench.metrics import WORST_CASE, aggregate_clean, aggregate_robust
-from bench.results import CELL
+from bench.metrics import WORST_CASE
 from bench.store import RECORD_FIELDS, Record, RunStore, atomic_write_bytes
 
 MAX_EXAMPLES = 4
@@ -60,7 +60,7 @@ def as_records(data: pd.DataFrame | Iterable[Record]) -> list[Record]:
         fields = [name for name in RECORD_FIELDS if name in data.columns]
         rows = data[fields].to_dict("records")
         data = [Record.from_dict({name: _plain(value) for name, value in row.items()}) for row in rows]
-    latest = {tuple(getattr(r, name) for name in CELL): r for r in data}
+    latest = {tuple(getattr(r, name) for name in results.CELL): r for r in data}
     return list(latest.values())
 
 
@@ -80,27 +80,32 @@ def png_bytes(fig: Figure) -> bytes:
 
 def robust_vs_eps_figure(records: list[Record], dataset: str, styles: dict[str, tuple[str, str]]) -> Figure:
     """Robust AUROC (%) against eps, one panel per (attack, norm) (worst-case first), one line per detector (eps 0 =
-    clean AUROC; a band of ± std over seeds); one legend beside the panels."""
-    records = [r for r in records if r.dataset == dataset]
-    robust, clean = aggregate_robust(records), aggregate_clean(records)
-    panels = sorted({(a, n) for (_, _, (a, n, _)) in robust}, key=lambda panel: (panel[0] != WORST_CASE, panel))
+    clean AUROC; a band of ± std over seeds); one legend beside the panels. The numbers are the leaderboard's
+    (``bench.results.leaderboard``)."""
+    frame = results.frame_of(records)
+    board = results.leaderboard(frame, dataset, intervals=False).set_index("detector")
+    columns = results.attack_columns(frame, dataset)
+    panels = sorted({(a, n) for a, n, _ in columns.values()}, key=lambda panel: (panel[0] != WORST_CASE, panel))
+    detectors = sorted(d for d in board.index if board.loc[d, list(columns)].notna().any())
     cols = min(len(panels), PANELS_PER_ROW)
     rows = math.ceil(len(panels) / cols)
     fig, axes = _figure(rows, cols, (4.2 * cols, 3.3 * rows))
-    detectors = sorted({d for (_, d, _) in robust})
     for ax, (attack, norm) in zip(axes.flat, panels, strict=False):
         ticks: set[float] = set()
         for detector in detectors:
-            points = {eps: s for (_, d, (a, n, eps)), s in robust.items() if (d, a, n) == (detector, attack, norm)}
+            row = board.loc[detector]
+            points = {eps: label for label, (a, n, eps) in columns.items() if (a, n) == (attack, norm)}
+            points = {eps: (row[label], row.get(f"{label} std", np.nan)) for eps, label in points.items()}
+            points = {eps: value for eps, value in points.items() if pd.notna(value[0])}
             if not points:
                 continue
-            if 0.0 not in points and (dataset, detector) in clean:
-                points[0.0] = clean[dataset, detector]
+            if 0.0 not in points and pd.notna(row["clean"]):
+                points[0.0] = (row["clean"], row.get("clean std", np.nan))
             eps = sorted(points)
             ticks.update(eps)
             x = [e * 255 for e in eps]
-            means = np.array([100 * points[e].mean for e in eps])
-            stds = np.array([100 * (points[e].std or 0.0) for e in eps])
+            means = np.array([points[e][0] for e in eps])
+            stds = np.nan_to_num(np.array([points[e][1] for e in eps], dtype=float))
             colour, marker = styles[detector]
             ax.plot(x, means, color=colour, marker=marker, markersize=5, linewidth=1.4)
             if stds.any():

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench import results, sanity
 from bench.cli import main
-from bench.metrics import bootstrap_auroc_ci
+from bench.metrics import bootstrap_aurocs, percentile_interval
 from bench.report import build_report, console_table, write_reports
 from bench.report.latex import latex_escape, macro_name, render_leaderboard_tex
 from bench.report.model import FLAG_DESCRIPTIONS
@@ -92,6 +92,11 @@ def md_tables(md: str) -> list[list[list[str]]]:
 def md_rows(md: str) -> list[list[str]]:
     """The rows of every Markdown table in ``md``."""
     return [row for table in md_tables(md) for row in table]
+
+
+def bootstrap_auroc_ci(scores: np.ndarray, labels: np.ndarray, generator: torch.Generator) -> tuple[float, float]:
+    """One cell's 95% percentile interval, as bench.results computes it."""
+    return percentile_interval(bootstrap_aurocs(scores, labels, generator=generator))
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_auroc() -> None:
